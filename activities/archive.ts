@@ -1,0 +1,128 @@
+import { posix } from 'node:path';
+import { unzipSync } from 'fflate';
+import { Parser, type ReadEntry } from 'tar';
+
+/** One regular file read out of an uploaded archive. */
+export interface ArchiveFile {
+  path: string;
+  data: Uint8Array;
+  /** Whether the file is executable (all files are written owner-writable, world-readable). */
+  executable: boolean;
+}
+
+export const ARCHIVE_LIMITS = { maxFiles: 10_000, maxBytes: 256 * 1024 * 1024 } as const;
+
+/** Raised for archives that are malformed, unsafe or too large: the user's fault, not retryable. */
+export class ArchiveError extends Error {}
+
+/**
+ * A safe relative path for an archive entry, or an ArchiveError. Refuses absolute paths and any
+ * `..` that would leave the function folder (zip-slip), and Windows drive or backslash tricks.
+ */
+export function safeEntryPath(raw: string): string {
+  if (raw.includes('\\') || raw.includes('\0') || /^[A-Za-z]:/.test(raw)) {
+    throw new ArchiveError(`archive entry "${raw}" has an unsupported path`);
+  }
+  if (raw.startsWith('/')) throw new ArchiveError(`archive entry "${raw}" has an absolute path`);
+  const normalized = posix.normalize(raw).replace(/\/+$/, '');
+  if (normalized === '..' || normalized.startsWith('../')) {
+    throw new ArchiveError(`archive entry "${raw}" points outside the function folder`);
+  }
+  return normalized === '.' ? '' : normalized;
+}
+
+/** Reads a tar.gz or zip archive (told apart by their magic bytes) into memory, within limits. */
+export async function readArchive(data: Uint8Array, limits = ARCHIVE_LIMITS): Promise<ArchiveFile[]> {
+  if (data[0] === 0x1f && data[1] === 0x8b) return readTarGz(data, limits);
+  if (data[0] === 0x50 && data[1] === 0x4b) return readZip(data, limits);
+  throw new ArchiveError('the upload is neither a tar.gz nor a zip archive');
+}
+
+class Budget {
+  files = 0;
+  bytes = 0;
+  constructor(private readonly limits: typeof ARCHIVE_LIMITS) {}
+  take(size: number): void {
+    this.files += 1;
+    this.bytes += size;
+    if (this.files > this.limits.maxFiles) throw new ArchiveError(`the archive has more than ${this.limits.maxFiles} files`);
+    if (this.bytes > this.limits.maxBytes) {
+      throw new ArchiveError(`the archive unpacks to more than ${this.limits.maxBytes / 1024 / 1024} MiB`);
+    }
+  }
+}
+
+function readTarGz(data: Uint8Array, limits: typeof ARCHIVE_LIMITS): Promise<ArchiveFile[]> {
+  const budget = new Budget(limits);
+  const files: ArchiveFile[] = [];
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    const fail = (error: unknown) => {
+      if (failed) return;
+      failed = true;
+      reject(error instanceof ArchiveError ? error : new ArchiveError(`the tar.gz archive is damaged: ${(error as Error).message}`));
+    };
+    const parser = new Parser({
+      strict: true,
+      onReadEntry: (entry: ReadEntry) => {
+        try {
+          const path = safeEntryPath(entry.path);
+          if (entry.type === 'Directory' || path === '') {
+            entry.resume();
+            return;
+          }
+          if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile') {
+            throw new ArchiveError(`archive entry "${entry.path}" is a ${entry.type}; only files and folders are allowed`);
+          }
+          budget.take(entry.size);
+          const chunks: Buffer[] = [];
+          entry.on('data', (chunk: Buffer) => chunks.push(chunk));
+          entry.on('end', () => {
+            files.push({ path, data: new Uint8Array(Buffer.concat(chunks)), executable: ((entry.mode ?? 0) & 0o111) !== 0 });
+          });
+        } catch (error) {
+          entry.resume();
+          fail(error);
+        }
+      },
+    });
+    parser.on('error', fail);
+    parser.on('warn', (_code: string, message: string) => fail(new Error(message)));
+    parser.on('end', () => {
+      if (!failed) resolve(files);
+    });
+    parser.end(Buffer.from(data));
+  });
+}
+
+function readZip(data: Uint8Array, limits: typeof ARCHIVE_LIMITS): ArchiveFile[] {
+  const budget = new Budget(limits);
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(data, {
+      filter: (file) => {
+        const path = safeEntryPath(file.name);
+        if (file.name.endsWith('/') || path === '') return false;
+        budget.take(file.originalSize);
+        return true;
+      },
+    });
+  } catch (error) {
+    if (error instanceof ArchiveError) throw error;
+    throw new ArchiveError(`the zip archive is damaged: ${(error as Error).message}`);
+  }
+  return Object.entries(entries).map(([name, bytes]) => ({ path: safeEntryPath(name), data: bytes, executable: false }));
+}
+
+/**
+ * Archives made by zipping a folder hold everything under one top-level folder: when the function's
+ * entry is not at the root but is under that single folder, drop the folder from every path.
+ */
+export function stripSingleTopFolder(files: ArchiveFile[], entry: string): ArchiveFile[] {
+  if (files.some((f) => f.path === entry)) return files;
+  const tops = new Set(files.map((f) => f.path.split('/')[0]));
+  const [top] = tops;
+  if (tops.size !== 1 || !top || files.some((f) => f.path === top)) return files;
+  const prefix = `${top}/`;
+  return files.map((f) => ({ ...f, path: f.path.slice(prefix.length) }));
+}

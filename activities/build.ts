@@ -1,0 +1,103 @@
+import { stat } from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/activity';
+import type { FunctionConfig } from '../lib/function-config';
+import { imageRepository, LABELS } from '../lib/names';
+import { RUNTIMES } from '../lib/runtimes';
+import type { ActivityDeps } from './deps';
+import { type DockerMessage, errorOf, followDocker } from './docker-progress';
+
+export interface BuildInput {
+  name: string;
+  version: string;
+  config: FunctionConfig;
+  contextDir: string;
+}
+
+/** Lines of build output quoted in the message of a failed build. */
+const QUOTED_LINES = 30;
+
+export function createBuildActivities({ docker, settings }: ActivityDeps) {
+  /** The official base image when the engine has it, else the offline equivalent the set-up built. */
+  async function baseImageFor(runtime: string): Promise<string> {
+    const info = RUNTIMES[runtime];
+    if (!info) throw ApplicationFailure.create({ type: 'InvalidConfig', message: `unknown runtime ${runtime}`, nonRetryable: true });
+    for (const image of [info.baseImage, info.offlineBaseImage]) {
+      if (
+        await docker
+          .getImage(image)
+          .inspect()
+          .then(
+            () => true,
+            () => false,
+          )
+      )
+        return image;
+    }
+    throw ApplicationFailure.create({
+      type: 'BaseImageMissing',
+      message: `no base image for the ${runtime} runtime: neither ${info.baseImage} nor ${info.offlineBaseImage} is on the Docker engine; run \`npm start\` to build it`,
+      nonRetryable: true,
+    });
+  }
+
+  return {
+    async buildImage({ name, version, config, contextDir }: BuildInput): Promise<{ tag: string }> {
+      // The context lives on the host that packaged it; without it, retrying here cannot help.
+      await stat(contextDir).catch(() => {
+        throw ApplicationFailure.create({
+          type: 'BuildContextMissing',
+          message: `build context ${contextDir} is gone`,
+          nonRetryable: true,
+        });
+      });
+      const tag = `${imageRepository(settings.registry, name)}:${version}`;
+      const stream = await docker.buildImage(
+        { context: contextDir, src: ['Dockerfile', 'app', 'deps', 'plat'] },
+        {
+          t: tag,
+          buildargs: { BASE_IMAGE: await baseImageFor(config.runtime), PLAT_ENTRY: config.entry },
+          labels: { [LABELS.managed]: 'true', [LABELS.function]: name, [LABELS.version]: version },
+          rm: true,
+          forcerm: true,
+        },
+      );
+      const messages = await followDocker(docker, stream);
+      const error = errorOf(messages);
+      if (error) {
+        // A RUN step that exits non-zero is the user's code failing to build: no retry will fix it.
+        const userError = /returned a non-zero code/.test(error);
+        const output = failingStepOutput(messages);
+        const message = `the build failed: ${error}${output ? `\n${output}` : ''}`;
+        if (userError) throw ApplicationFailure.create({ type: 'BuildFailed', message, nonRetryable: true });
+        throw new Error(message);
+      }
+      return { tag };
+    },
+
+    async pushImage({ tag }: { tag: string }): Promise<{ image: string; digest: string }> {
+      // The engine insists on an X-Registry-Auth header even for a registry without auth.
+      const stream = await docker.getImage(tag).push({ authconfig: {} });
+      const messages = await followDocker(docker, stream);
+      const error = errorOf(messages);
+      if (error) throw new Error(`pushing ${tag} failed: ${error}`);
+      const digest = messages.find((m) => m.aux?.Digest)?.aux?.Digest;
+      if (!digest) throw new Error(`pushing ${tag} reported no digest`);
+      const repository = tag.slice(0, tag.lastIndexOf(':'));
+      return { image: `${repository}@${digest}`, digest };
+    },
+  };
+}
+
+/** The output of the build step that failed (after its last "Step N/M" line), Docker's own lines left out. */
+export function failingStepOutput(messages: DockerMessage[]): string {
+  const lines = messages
+    .flatMap((m) => (m.stream ?? '').split('\n'))
+    .map((l) => l.trimEnd())
+    .filter((l) => l.length > 0);
+  const lastStep = lines.findLastIndex((l) => /^Step \d+\/\d+ :/.test(l));
+  return lines
+    .slice(lastStep + 1)
+    .filter((l) => !l.startsWith(' ---> '))
+    .slice(-QUOTED_LINES)
+    .join('\n');
+}

@@ -1,0 +1,196 @@
+import { randomBytes } from 'node:crypto';
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import type Docker from 'dockerode';
+import { LABELS, repositoryPath } from '../lib/names';
+import type { FunctionVersion, Instance } from '../lib/types';
+import type { ActivityDeps } from './deps';
+import { errorOf, followDocker } from './docker-progress';
+import { tail } from './package';
+
+export const CONTAINER_PORT = 8080;
+const PORT_KEY = `${CONTAINER_PORT}/tcp`;
+const HEALTH_PATH = '/_/health';
+const HEALTH_POLL_MS = 15;
+
+/** Host URL of a container's published port: only ever on loopback. */
+function urlOf(ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null> | undefined): string | undefined {
+  const binding = ports?.[PORT_KEY]?.find((b) => b.HostIp === '127.0.0.1') ?? ports?.[PORT_KEY]?.[0];
+  return binding ? `http://127.0.0.1:${binding.HostPort}` : undefined;
+}
+
+function labelFilter(labels: Record<string, string>): string[] {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+}
+
+/** Hardened settings every function container runs with (see DESIGN.md, "Runtimes"). */
+export function containerSpec(name: string, version: FunctionVersion): Docker.ContainerCreateOptions {
+  const { config } = version;
+  return {
+    name: `plat-${name}-${version.version}-${randomBytes(3).toString('hex')}`,
+    Image: version.image,
+    Env: [...Object.entries(config.env).map(([k, v]) => `${k}=${v}`), `PORT=${CONTAINER_PORT}`],
+    Labels: { [LABELS.managed]: 'true', [LABELS.function]: name, [LABELS.version]: version.version },
+    ExposedPorts: { [PORT_KEY]: {} },
+    User: '10001:10001',
+    StopTimeout: 10,
+    HostConfig: {
+      PortBindings: { [PORT_KEY]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges:true'],
+      ReadonlyRootfs: true,
+      Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m' },
+      Memory: config.memory * 1024 * 1024,
+      MemorySwap: config.memory * 1024 * 1024,
+      NanoCpus: Math.round(config.cpu * 1e9),
+      PidsLimit: 256,
+      RestartPolicy: { Name: 'no' },
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
+    },
+  };
+}
+
+export function createContainerActivities({ docker, registry }: ActivityDeps) {
+  async function removeContainer({ containerId }: { containerId: string }): Promise<void> {
+    try {
+      await docker.getContainer(containerId).remove({ force: true });
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+    }
+  }
+
+  return {
+    removeContainer,
+
+    /** A running container of this version, if one is up already (e.g. after a gateway restart). */
+    async findInstance({ name, version }: { name: string; version: string }): Promise<Instance | null> {
+      const found = await docker.listContainers({
+        filters: { label: labelFilter({ [LABELS.function]: name, [LABELS.version]: version }), status: ['running'] },
+      });
+      for (const c of found) {
+        const port = c.Ports.find((p) => p.PrivatePort === CONTAINER_PORT && p.PublicPort);
+        if (port) {
+          return {
+            containerId: c.Id,
+            version,
+            url: `http://127.0.0.1:${port.PublicPort}`,
+            startedAt: new Date(c.Created * 1000).toISOString(),
+          };
+        }
+      }
+      return null;
+    },
+
+    /** Makes sure the engine has the image; pulls it by digest from the registry when it does not. */
+    async ensureImage({ image }: { image: string }): Promise<void> {
+      if (
+        await docker
+          .getImage(image)
+          .inspect()
+          .then(
+            () => true,
+            () => false,
+          )
+      )
+        return;
+      const messages = await followDocker(docker, await docker.pull(image));
+      const error = errorOf(messages);
+      if (error) throw new Error(`pulling ${image} failed: ${error}`);
+    },
+
+    async createContainer({ name, version }: { name: string; version: FunctionVersion }): Promise<string> {
+      const container = await docker.createContainer(containerSpec(name, version));
+      return container.id;
+    },
+
+    async startContainer({ containerId }: { containerId: string }): Promise<string> {
+      const container = docker.getContainer(containerId);
+      await container.start().catch((error: { statusCode?: number }) => {
+        if (error.statusCode !== 304) throw error; // 304: already started (a retried attempt)
+      });
+      const url = urlOf((await container.inspect()).NetworkSettings.Ports);
+      if (!url) throw new Error(`container ${containerId.slice(0, 12)} has no published port`);
+      return url;
+    },
+
+    /**
+     * Polls the runtime's health route until it answers 200. A container that exits first fails the
+     * cold start at once with the end of its log (e.g. the user's module throwing at import time).
+     */
+    async waitHealthy({ url, containerId, timeoutMs }: { url: string; containerId: string; timeoutMs: number }): Promise<void> {
+      const container = docker.getContainer(containerId);
+      const deadline = Date.now() + timeoutMs;
+      let lastCheck = 0;
+      while (Date.now() < deadline) {
+        try {
+          const response = await fetch(`${url}${HEALTH_PATH}`, { signal: AbortSignal.timeout(1000) });
+          if (response.ok) return;
+        } catch {
+          // not listening yet
+        }
+        if (Date.now() - lastCheck > 250) {
+          lastCheck = Date.now();
+          heartbeat();
+          const { State } = await container.inspect();
+          if (!State.Running) {
+            const logs = demuxLogs(await container.logs({ stdout: true, stderr: true, tail: 30 }));
+            throw ApplicationFailure.create({
+              type: 'HealthCheckFailed',
+              message: `the function exited with code ${State.ExitCode} before answering:\n${tail(logs, 20)}`,
+              nonRetryable: true,
+            });
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, HEALTH_POLL_MS));
+      }
+      throw ApplicationFailure.create({
+        type: 'HealthCheckFailed',
+        message: `the function did not answer ${HEALTH_PATH} within ${timeoutMs / 1000} s`,
+        nonRetryable: true,
+      });
+    },
+
+    /** Removes a function's containers, all of them or all but one version's. */
+    async removeContainers({ name, exceptVersion }: { name: string; exceptVersion?: string }): Promise<number> {
+      const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const doomed = found.filter((c) => c.Labels[LABELS.version] !== exceptVersion);
+      await Promise.all(doomed.map((c) => removeContainer({ containerId: c.Id })));
+      return doomed.length;
+    },
+
+    /** Removes a function's images from the engine and its manifests and sources from the registry. */
+    async removeFunctionArtifacts({
+      name,
+      images,
+      sourceDigests,
+    }: {
+      name: string;
+      images: string[];
+      sourceDigests: string[];
+    }): Promise<void> {
+      const local = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      for (const image of local) {
+        await docker
+          .getImage(image.Id)
+          .remove({ force: true })
+          .catch((error: { statusCode?: number }) => {
+            if (error.statusCode !== 404 && error.statusCode !== 409) throw error;
+          });
+      }
+      const repository = repositoryPath(name);
+      for (const image of images) await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
+      for (const digest of new Set(sourceDigests)) await registry.delete(repository, 'blobs', digest);
+    },
+  };
+}
+
+/** Docker frames stdout and stderr of a container without a TTY: 8-byte headers, the size at offset 4. */
+export function demuxLogs(raw: Buffer): string {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= raw.length) {
+    const size = raw.readUInt32BE(offset + 4);
+    parts.push(raw.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}

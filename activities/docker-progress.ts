@@ -1,0 +1,31 @@
+import { heartbeat } from '@temporalio/activity';
+import type Docker from 'dockerode';
+
+/** One JSON message of a Docker build, push or pull stream. */
+export interface DockerMessage {
+  stream?: string;
+  status?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+  aux?: { ID?: string; Digest?: string; Tag?: string; Size?: number };
+}
+
+/**
+ * Follows a Docker progress stream to its end, heartbeating on every message so Temporal knows the
+ * activity is alive. Resolves with every message; a message carrying `error` is left for the caller
+ * to interpret (a build error is the user's, a push error is the platform's).
+ */
+export function followDocker(docker: Docker, stream: NodeJS.ReadableStream): Promise<DockerMessage[]> {
+  return new Promise((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (error: Error | null, messages: DockerMessage[]) => (error ? reject(error) : resolve(messages)),
+      () => heartbeat(),
+    );
+  });
+}
+
+export function errorOf(messages: DockerMessage[]): string | undefined {
+  const failed = messages.find((m) => m.error || m.errorDetail?.message);
+  return failed ? (failed.errorDetail?.message ?? failed.error) : undefined;
+}

@@ -1,0 +1,67 @@
+import { createHash } from 'node:crypto';
+import { registryUrl } from '../lib/settings';
+
+/**
+ * The few calls of the registry HTTP API v2 the platform makes itself: uploaded sources are stored
+ * as content-addressed blobs in the function's repository, and removal deletes manifests and blobs.
+ * Used by the gateway (Bun) and the worker (Node); plain fetch, no Node-only APIs but hashing.
+ */
+export class RegistryApi {
+  readonly base: string;
+  constructor(registry: string) {
+    this.base = registryUrl(registry);
+  }
+
+  static digestOf(data: Uint8Array): string {
+    return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      return (await fetch(`${this.base}/v2/`, { signal: AbortSignal.timeout(2000) })).ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async uploadBlob(repository: string, data: Uint8Array): Promise<string> {
+    const digest = RegistryApi.digestOf(data);
+    const head = await fetch(`${this.base}/v2/${repository}/blobs/${digest}`, { method: 'HEAD' });
+    if (head.ok) return digest;
+    const start = await fetch(`${this.base}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
+    const location = start.headers.get('location');
+    if (start.status !== 202 || !location) throw new Error(`registry refused an upload: HTTP ${start.status}`);
+    const url = new URL(location, this.base);
+    url.searchParams.set('digest', digest);
+    const put = await fetch(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: data as Uint8Array<ArrayBuffer>,
+    });
+    if (put.status !== 201) throw new Error(`registry refused the blob: HTTP ${put.status} ${await put.text()}`);
+    return digest;
+  }
+
+  async getBlob(repository: string, digest: string): Promise<Uint8Array> {
+    const response = await fetch(`${this.base}/v2/${repository}/blobs/${digest}`);
+    if (response.status === 404) throw new BlobNotFoundError(repository, digest);
+    if (!response.ok) throw new Error(`registry answered HTTP ${response.status} for blob ${digest}`);
+    const data = new Uint8Array(await response.arrayBuffer());
+    if (RegistryApi.digestOf(data) !== digest) throw new Error(`blob ${digest} came back corrupted`);
+    return data;
+  }
+
+  /** Deletes a manifest or blob; absent ones count as deleted. */
+  async delete(repository: string, kind: 'manifests' | 'blobs', digest: string): Promise<void> {
+    const response = await fetch(`${this.base}/v2/${repository}/${kind}/${digest}`, { method: 'DELETE' });
+    if (!response.ok && response.status !== 404) {
+      throw new Error(`registry refused to delete ${kind} ${digest}: HTTP ${response.status}`);
+    }
+  }
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(repository: string, digest: string) {
+    super(`source ${digest} is not in the registry (${repository})`);
+  }
+}

@@ -1,0 +1,33 @@
+import { Elysia } from 'elysia';
+import { type ErrorBody, PlatError } from '../lib/errors';
+
+function body(code: ErrorBody['error']['code'], message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+/**
+ * Maps every error to `{ error: { code, message } }` with its status, once for the whole app.
+ * Unexpected errors are logged with their stack here and answered without it.
+ */
+export const errorHandling = new Elysia({ name: 'errors' }).error({ PlatError }).onError({ as: 'global' }, ({ code, error, set }) => {
+  if (error instanceof PlatError) {
+    set.status = error.status;
+    if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';
+    return error.toJSON();
+  }
+  switch (code) {
+    case 'NOT_FOUND':
+      set.status = 404;
+      return body('NOT_FOUND', 'no such route; see the README for the API');
+    case 'VALIDATION':
+      set.status = 400;
+      return body('BAD_REQUEST', error.message);
+    case 'PARSE':
+      set.status = 400;
+      return body('BAD_REQUEST', 'the request body could not be parsed');
+    default:
+      console.error(error);
+      set.status = 500;
+      return body('INTERNAL', 'internal error; see the gateway log');
+  }
+});

@@ -1,0 +1,64 @@
+import { Elysia } from 'elysia';
+import { PlatError } from '../../lib/errors';
+import type { DeployEvent } from '../../lib/types';
+import type { FunctionsService } from './service';
+
+/** Reads the deploy upload: multipart with `function` (function.json text) and `archive` (tar.gz or zip). */
+async function readUpload(request: Request): Promise<{ configText: string; archive: Uint8Array }> {
+  if (!(request.headers.get('content-type') ?? '').startsWith('multipart/form-data')) {
+    throw new PlatError('BAD_REQUEST', 'send multipart/form-data with fields "function" (function.json) and "archive" (tar.gz or zip)');
+  }
+  let form: FormData;
+  try {
+    form = await request.formData();
+  } catch {
+    throw new PlatError('BAD_REQUEST', 'the multipart body could not be read');
+  }
+  const config = form.get('function');
+  const archive = form.get('archive');
+  const configText = typeof config === 'string' ? config : config instanceof Blob ? await config.text() : undefined;
+  if (configText === undefined) throw new PlatError('BAD_REQUEST', 'the "function" field (the contents of function.json) is missing');
+  if (!(archive instanceof Blob))
+    throw new PlatError('BAD_REQUEST', 'the "archive" field (the function folder as tar.gz or zip) is missing');
+  return { configText, archive: new Uint8Array(await archive.arrayBuffer()) };
+}
+
+function ndjson(events: AsyncGenerator<DeployEvent>): Response {
+  const encoder = new TextEncoder();
+  const stream = new ReadableStream({
+    async pull(controller) {
+      const next = await events.next();
+      if (next.done) controller.close();
+      else controller.enqueue(encoder.encode(`${JSON.stringify(next.value)}\n`));
+    },
+    cancel() {
+      void events.return(undefined);
+    },
+  });
+  return new Response(stream, { status: 200, headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
+}
+
+/** Control routes: deploy, list, describe, deployment status, remove. */
+export function functionsRoutes(service: FunctionsService, checkToken: (ctx: { request: Request }) => void) {
+  return new Elysia({ name: 'functions', prefix: '/functions' })
+    .onBeforeHandle(checkToken)
+    .post(
+      '/',
+      async ({ request, query, set }) => {
+        const { configText, archive } = await readUpload(request);
+        const deployment = await service.deploy(configText, archive);
+        if (query.wait === 'true' || query.wait === '1') return ndjson(service.follow(deployment));
+        set.status = 202;
+        set.headers.location = `/functions/${deployment.name}/deployments/${deployment.version}`;
+        return { deployment: { ...deployment, status: 'started' } };
+      },
+      { parse: 'none' },
+    )
+    .get('/', async () => ({ functions: await service.list() }))
+    .get('/:name', async ({ params }) => {
+      const state = await service.get(params.name);
+      return { function: state };
+    })
+    .get('/:name/deployments/:version', ({ params }) => service.deploymentStatus(params.name, params.version))
+    .delete('/:name', async ({ params }) => ({ removed: await service.remove(params.name) }));
+}

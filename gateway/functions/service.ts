@@ -1,0 +1,190 @@
+import { randomBytes } from 'node:crypto';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { RegistryApi } from '../../activities/registry-api';
+import { PlatError } from '../../lib/errors';
+import { describeProblems, parseFunctionConfig } from '../../lib/function-config';
+import { functionNameProblem, newVersion, repositoryPath, SEARCH_ATTRIBUTES, VERSION_PATTERN, workflowIds } from '../../lib/names';
+import type { Settings } from '../../lib/settings';
+import type { DeployEvent, DeployInput, DeployResult, FunctionState, StepProgress } from '../../lib/types';
+import { describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
+import { toPlatError } from '../temporal-errors';
+
+export const MAX_ARCHIVE_BYTES = 64 * 1024 * 1024;
+const PROGRESS_POLL_MS = 200;
+
+export interface FunctionSummary {
+  name: string;
+  version?: string;
+  runtime?: string;
+  updatedAt?: string;
+}
+
+export interface Deployment {
+  name: string;
+  version: string;
+  workflowId: string;
+}
+
+/**
+ * The control plane as the gateway sees it: function state is read from and written to Temporal
+ * (entity workflows, visibility), sources go to the registry. Holds no state of its own.
+ */
+export class FunctionsService {
+  /** Called when a function's serving version may have changed (deploy finished, removal). */
+  onChange: (name: string) => void = () => {};
+
+  constructor(
+    private readonly temporal: Client,
+    private readonly registry: RegistryApi,
+    private readonly settings: Settings,
+  ) {}
+
+  async get(name: string): Promise<FunctionState> {
+    const problem = functionNameProblem(name);
+    if (problem) throw new PlatError('BAD_REQUEST', problem);
+    try {
+      const state = await this.temporal.workflow.getHandle(workflowIds.entity(name)).query(describeQuery);
+      if (state.removed) throw new PlatError('FUNCTION_NOT_FOUND', `function ${name} not found`);
+      return state;
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
+    }
+  }
+
+  async list(): Promise<FunctionSummary[]> {
+    const functions: FunctionSummary[] = [];
+    try {
+      const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running'`;
+      for await (const execution of this.temporal.workflow.list({ query })) {
+        const attrs = execution.typedSearchAttributes;
+        const name = attrs.get(SEARCH_ATTRIBUTES.function);
+        if (!name) continue;
+        functions.push({
+          name,
+          version: attrs.get(SEARCH_ATTRIBUTES.version),
+          runtime: attrs.get(SEARCH_ATTRIBUTES.runtime),
+          updatedAt: execution.startTime.toISOString(),
+        });
+      }
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL');
+    }
+    return functions.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Validates the upload, stores the source in the registry and starts the deploy workflow. */
+  async deploy(configText: string, archive: Uint8Array): Promise<Deployment> {
+    const parsed = parseFunctionConfig(configText);
+    if (!parsed.ok) throw new PlatError('INVALID_FUNCTION_CONFIG', describeProblems(parsed.problems));
+    const { config } = parsed;
+    if (archive.byteLength === 0) throw new PlatError('INVALID_ARCHIVE', 'the archive is empty');
+    if (archive.byteLength > MAX_ARCHIVE_BYTES) {
+      throw new PlatError(
+        'PAYLOAD_TOO_LARGE',
+        `the archive is larger than ${MAX_ARCHIVE_BYTES / 1024 / 1024} MiB; list big files in .platignore`,
+      );
+    }
+    const isGzip = archive[0] === 0x1f && archive[1] === 0x8b;
+    const isZip = archive[0] === 0x50 && archive[1] === 0x4b;
+    if (!isGzip && !isZip) throw new PlatError('INVALID_ARCHIVE', 'the archive must be a tar.gz or a zip');
+
+    let sourceDigest: string;
+    try {
+      sourceDigest = await this.registry.uploadBlob(repositoryPath(config.name), archive);
+    } catch (error) {
+      throw new PlatError('PLATFORM_UNAVAILABLE', `the registry did not take the source: ${(error as Error).message}`);
+    }
+
+    const version = newVersion(new Date(), randomBytes(2).toString('hex'));
+    const workflowId = workflowIds.deploy(config.name, version);
+    const input: DeployInput = { name: config.name, version, config, sourceDigest, sourceSize: archive.byteLength };
+    try {
+      const handle = await this.temporal.workflow.start(WORKFLOW_TYPES.deploy, {
+        workflowId,
+        taskQueue: this.settings.taskQueue,
+        args: [input],
+        typedSearchAttributes: [
+          { key: SEARCH_ATTRIBUTES.function, value: config.name },
+          { key: SEARCH_ATTRIBUTES.version, value: version },
+          { key: SEARCH_ATTRIBUTES.runtime, value: config.runtime },
+        ],
+      });
+      handle.result().then(
+        () => this.onChange(config.name),
+        () => {},
+      );
+    } catch (error) {
+      throw toPlatError(error, 'DEPLOY_FAILED');
+    }
+    return { name: config.name, version, workflowId };
+  }
+
+  async deploymentStatus(name: string, version: string) {
+    if (!VERSION_PATTERN.test(version)) throw new PlatError('BAD_REQUEST', `"${version}" is not a version id`);
+    const handle = this.temporal.workflow.getHandle(workflowIds.deploy(name, version));
+    try {
+      const [description, steps] = await Promise.all([handle.describe(), handle.query(progressQuery)]);
+      const status = description.status.name;
+      let result: DeployResult | undefined;
+      let error: { code: string; message: string } | undefined;
+      if (status === 'COMPLETED') result = await handle.result();
+      else if (status !== 'RUNNING')
+        error = await handle.result().then(
+          () => undefined,
+          (e) => toPlatError(e, 'DEPLOY_FAILED').toJSON().error,
+        );
+      return { name, version, workflowId: handle.workflowId, status, steps, result, error };
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL', `no deployment ${version} of ${name}`);
+    }
+  }
+
+  /**
+   * The deploy as a stream of events: each step as it starts and ends (polled from the workflow's
+   * progress query), then the result or the error.
+   */
+  async *follow(deployment: Deployment): AsyncGenerator<DeployEvent> {
+    yield { type: 'accepted', ...deployment };
+    const handle = this.temporal.workflow.getHandle(deployment.workflowId);
+    let settled: { ok: true; result: DeployResult } | { ok: false; error: unknown } | undefined;
+    const outcome = handle.result().then(
+      (result: DeployResult) => {
+        settled = { ok: true, result };
+      },
+      (error: unknown) => {
+        settled = { ok: false, error };
+      },
+    );
+    const seen = new Map<string, string>();
+    const changes = (steps: StepProgress[]): DeployEvent[] =>
+      steps.flatMap((s) => {
+        if (s.status === 'pending' || seen.get(s.step) === s.status) return [];
+        seen.set(s.step, s.status);
+        return [{ type: 'step', step: s.step, status: s.status, detail: s.detail } as DeployEvent];
+      });
+
+    while (!settled) {
+      const steps = await handle.query(progressQuery).catch(() => undefined);
+      if (steps) yield* changes(steps);
+      await Promise.race([outcome, Bun.sleep(PROGRESS_POLL_MS)]);
+    }
+    const finalSteps = await handle.query(progressQuery).catch(() => undefined);
+    if (finalSteps) yield* changes(finalSteps);
+    const end = settled as { ok: true; result: DeployResult } | { ok: false; error: unknown };
+    if (end.ok) yield { type: 'done', result: end.result };
+    else yield { type: 'error', error: toPlatError(end.error, 'DEPLOY_FAILED').toJSON().error };
+  }
+
+  async remove(name: string): Promise<{ name: string; removedContainers: number }> {
+    await this.get(name);
+    try {
+      const result = await this.temporal.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate);
+      return { name, ...result };
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) throw new PlatError('FUNCTION_NOT_FOUND', `function ${name} not found`);
+      throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
+    } finally {
+      this.onChange(name);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Error codes shared by the gateway, the CLI and the workflows. The gateway answers every error as
+ * `{ error: { code, message } }`; workflows raise ApplicationFailures whose `type` is a failure type
+ * below, which the gateway maps back to a code.
+ */
+export const ERROR_CODES = {
+  BAD_REQUEST: 400,
+  INVALID_FUNCTION_CONFIG: 400,
+  INVALID_ARCHIVE: 400,
+  UNAUTHORIZED: 401,
+  NOT_FOUND: 404,
+  FUNCTION_NOT_FOUND: 404,
+  NO_ACTIVE_VERSION: 404,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  BUILD_FAILED: 422,
+  DEPENDENCY_INSTALL_FAILED: 422,
+  DEPLOY_FAILED: 500,
+  INTERNAL: 500,
+  UPSTREAM_UNAVAILABLE: 502,
+  COLD_START_FAILED: 503,
+  PLATFORM_UNAVAILABLE: 503,
+  UPSTREAM_TIMEOUT: 504,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/** ApplicationFailure types raised by activities and workflows, each mapped to an error code. */
+export const FAILURE_TYPES = {
+  InvalidArchive: 'INVALID_ARCHIVE',
+  InvalidConfig: 'INVALID_FUNCTION_CONFIG',
+  BuildFailed: 'BUILD_FAILED',
+  DependencyInstallFailed: 'DEPENDENCY_INSTALL_FAILED',
+  FunctionNotFound: 'FUNCTION_NOT_FOUND',
+  HealthCheckFailed: 'COLD_START_FAILED',
+  BaseImageMissing: 'PLATFORM_UNAVAILABLE',
+  BuildContextMissing: 'DEPLOY_FAILED',
+  DeployFailed: 'DEPLOY_FAILED',
+} as const satisfies Record<string, ErrorCode>;
+
+export type FailureType = keyof typeof FAILURE_TYPES;
+
+export function codeForFailureType(type: string | undefined | null): ErrorCode | undefined {
+  return type && type in FAILURE_TYPES ? FAILURE_TYPES[type as FailureType] : undefined;
+}
+
+/** An error with a code the gateway can answer with, raised by services and mapped once in app.ts. */
+export class PlatError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'PlatError';
+    this.code = code;
+  }
+  get status(): number {
+    return ERROR_CODES[this.code];
+  }
+  toJSON(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}

@@ -1,0 +1,51 @@
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+/** Naming rules and the identifiers derived from them (workflow ids, image names, labels). */
+
+export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9-]{0,46}[a-z0-9]$|^[a-z]$/;
+export const VERSION_PATTERN = /^v\d{8}-\d{6}-[0-9a-f]{4}$/;
+
+export function functionNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string' || name.length === 0) return 'name is required';
+  if (!FUNCTION_NAME_PATTERN.test(name)) {
+    return `name "${name}" is not valid: use 1-48 lowercase letters, digits and dashes, starting with a letter and not ending with a dash`;
+  }
+  return undefined;
+}
+
+/** A version id that sorts by time: v20261129-031500-3fa2 (UTC, plus 4 hex digits against collisions). */
+export function newVersion(now: Date, randomHex4: string): string {
+  const iso = now.toISOString();
+  const date = iso.slice(0, 10).replaceAll('-', '');
+  const time = iso.slice(11, 19).replaceAll(':', '');
+  return `v${date}-${time}-${randomHex4}`;
+}
+
+export const workflowIds = {
+  entity: (fn: string) => `function/${fn}`,
+  deploy: (fn: string, version: string) => `deploy/${fn}/${version}`,
+  coldStart: (fn: string) => `coldstart/${fn}`,
+};
+
+/** The registry repository (path part) of a function's images and uploaded sources. */
+export function repositoryPath(fn: string): string {
+  return `plat/fn-${fn}`;
+}
+
+/** The image repository as Docker names it, e.g. localhost:5001/plat/fn-hello */
+export function imageRepository(registry: string, fn: string): string {
+  return `${registry}/${repositoryPath(fn)}`;
+}
+
+export const LABELS = {
+  managed: 'dev.plat.managed',
+  function: 'dev.plat.function',
+  version: 'dev.plat.version',
+} as const;
+
+/** Search attributes on the entity and deploy workflows; scripts/infra.sh registers them. */
+export const SEARCH_ATTRIBUTES = {
+  function: defineSearchAttributeKey('PlatFunction', SearchAttributeType.KEYWORD),
+  version: defineSearchAttributeKey('PlatVersion', SearchAttributeType.KEYWORD),
+  runtime: defineSearchAttributeKey('PlatRuntime', SearchAttributeType.KEYWORD),
+} as const;

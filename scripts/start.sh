@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# npm start: installs what is missing, starts every part of the platform that is not running yet,
+# and prints where each part listens. Safe to run again.
+source "$(dirname "${BASH_SOURCE[0]}")/infra.sh"
+
+if [ -z "${AUTH_TOKEN:-}" ]; then
+  AUTH_TOKEN="dev-token"
+  printf '%swarning:%s AUTH_TOKEN is not set; the local gateway uses "dev-token". Set AUTH_TOKEN for anything but local use.\n' "$C_RED" "$C_OFF" >&2
+fi
+export AUTH_TOKEN PORT="$GATEWAY_PORT"
+
+ensure_infra
+
+step "worker"
+if is_running worker; then
+  ok "worker already running (pid $(cat "$RUN_DIR/worker.pid"))"
+else
+  start_bg worker node --import tsx "$ROOT/worker/main.ts"
+  wait_for "worker" 90 grep -q "worker polling" "$LOG_DIR/worker.log" ||
+    die "worker" "$LOG_DIR/worker.log" "did not start polling within 90 s"
+  ok "worker started (log: $LOG_DIR/worker.log)"
+fi
+
+step "gateway"
+if http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz"; then
+  ok "gateway answers on port $GATEWAY_PORT"
+else
+  start_bg gateway "$BUN" "$ROOT/gateway/main.ts"
+  wait_for "gateway" 30 http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ||
+    die "gateway" "$LOG_DIR/gateway.log" "did not answer on port $GATEWAY_PORT within 30 s"
+  ok "gateway started (log: $LOG_DIR/gateway.log)"
+fi
+
+step "plat CLI"
+bin_dir="$(npm prefix -g)/bin"
+mkdir -p "$bin_dir"
+ln -sf "$ROOT/cli/plat" "$bin_dir/plat"
+ok "plat linked into $bin_dir"
+
+token_note='AUTH_TOKEN from your environment'
+[ "$AUTH_TOKEN" = dev-token ] && token_note='token: dev-token'
+cat <<INFO
+
+${C_BOLD}plat is running${C_OFF}
+  gateway       http://localhost:$GATEWAY_PORT   ($token_note)
+  temporal UI   http://localhost:$TEMPORAL_UI_PORT
+  temporal      $TEMPORAL_ADDRESS
+  registry      http://$REGISTRY
+  logs          $LOG_DIR/{gateway,worker,temporal,registry,dockerd}.log
+  data          $PLAT_HOME
+
+  plat init hello && cd hello && plat deploy
+  curl -H "Authorization: Bearer \$AUTH_TOKEN" http://localhost:$GATEWAY_PORT/function/hello
+INFO

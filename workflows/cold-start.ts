@@ -1,0 +1,40 @@
+import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { workflowIds } from '../lib/names';
+import type { ColdStartInput, Instance } from '../lib/types';
+import { dockerShort, healthCheck, imageTransfer } from './activity-options';
+import { instanceStartedSignal } from './definitions';
+
+const { findInstance, createContainer, startContainer, removeContainer } = proxyActivities<Activities>(dockerShort);
+const { ensureImage } = proxyActivities<Activities>(imageTransfer);
+const { waitHealthy } = proxyActivities<Activities>(healthCheck);
+
+/**
+ * coldstart/<fn>: started by the gateway with the "use existing" conflict policy, so any number of
+ * concurrent first requests share one run and one container start.
+ */
+export async function coldStart({ name, version }: ColdStartInput): Promise<Instance> {
+  const existing = await findInstance({ name, version: version.version });
+  if (existing) return existing;
+
+  await ensureImage({ image: version.image });
+  const containerId = await createContainer({ name, version });
+  let instance: Instance;
+  try {
+    const url = await startContainer({ containerId });
+    await waitHealthy({ url, containerId, timeoutMs: 30_000 });
+    instance = { containerId, version: version.version, url, startedAt: new Date().toISOString() };
+  } catch (error) {
+    await removeContainer({ containerId });
+    throw error;
+  }
+
+  try {
+    await getExternalWorkflowHandle(workflowIds.entity(name)).signal(instanceStartedSignal, instance);
+  } catch {
+    // The function was removed while its container started.
+    await removeContainer({ containerId });
+    throw ApplicationFailure.create({ type: 'FunctionNotFound', message: `function ${name} was removed`, nonRetryable: true });
+  }
+  return instance;
+}

@@ -1,0 +1,3 @@
+export { coldStart } from './cold-start';
+export { deployFunction } from './deploy';
+export { functionEntity } from './function-entity';
