@@ -15,6 +15,9 @@ export interface BuildInput {
 
 /** Lines of build output quoted in the message of a failed build. */
 const QUOTED_LINES = 30;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: terminal colour codes are control characters
+const ANSI_ESCAPES = /\x1b\[[0-9;]*[A-Za-z]/g;
+const DOCKER_NOISE = /^( ---> |Removing intermediate container )/;
 
 export function createBuildActivities({ docker, settings }: ActivityDeps) {
   /** The official base image when the engine has it, else the offline equivalent the set-up built. */
@@ -92,12 +95,11 @@ export function createBuildActivities({ docker, settings }: ActivityDeps) {
 export function failingStepOutput(messages: DockerMessage[]): string {
   const lines = messages
     .flatMap((m) => (m.stream ?? '').split('\n'))
-    .map((l) => l.trimEnd())
-    .filter((l) => l.length > 0);
+    .map((l) => l.replace(ANSI_ESCAPES, '').trimEnd())
+    .filter((l) => l.length > 0 && !DOCKER_NOISE.test(l));
   const lastStep = lines.findLastIndex((l) => /^Step \d+\/\d+ :/.test(l));
   return lines
     .slice(lastStep + 1)
-    .filter((l) => !l.startsWith(' ---> '))
     .slice(-QUOTED_LINES)
     .join('\n');
 }

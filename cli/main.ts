@@ -1,0 +1,100 @@
+import { cac } from 'cac';
+import pkg from '../package.json' with { type: 'json' };
+import { RUNTIME_NAMES } from '../lib/runtimes';
+import { Api, CliError } from './api';
+import { deploy } from './commands/deploy';
+import { init } from './commands/init';
+import { invoke } from './commands/invoke';
+import { describe, list, remove } from './commands/manage';
+import { style } from './output';
+
+interface GlobalOptions {
+  apiUrl?: string;
+  token?: string;
+  json?: boolean;
+}
+
+/** The local stack's development token: what `npm start` gives the gateway when AUTH_TOKEN is unset. */
+const DEV_TOKEN = 'dev-token';
+
+function api(options: GlobalOptions): Api {
+  return new Api({
+    apiUrl: options.apiUrl ?? process.env.API_URL ?? 'http://localhost:8080',
+    token: options.token ?? process.env.AUTH_TOKEN ?? DEV_TOKEN,
+  });
+}
+
+const print = (text: string) => console.log(text);
+const cli = cac('plat');
+
+cli
+  .option('--api-url <url>', 'Gateway URL (env API_URL, default http://localhost:8080)')
+  .option('--token <token>', 'Bearer token (env AUTH_TOKEN, default the local dev token)')
+  .option('--json', 'Print JSON (errors too)');
+
+cli
+  .command('init [name]', 'Create a function folder from a runtime template (name defaults to my-function)')
+  .option('--runtime <runtime>', `Runtime: ${RUNTIME_NAMES.join(', ')}`, { default: 'bun' })
+  .option('--dir <dir>', 'Folder to create (defaults to the name)')
+  .action(async (name: string | undefined, options: { runtime?: string; dir?: string }) => print(await init(name, options)));
+
+cli
+  .command('deploy [dir]', 'Package, build, push and register the function in dir (default: the current folder)')
+  .action(async (dir: string | undefined, options: GlobalOptions) => {
+    await deploy(api(options), dir, { json: options.json, log: print });
+  });
+
+cli
+  .command('invoke <name> [path]', 'Call a function and print its answer')
+  .option('-X, --method <method>', 'HTTP method (default GET, or POST with --data)')
+  .option('-d, --data <data>', 'Request body; @file reads a file, @- reads stdin')
+  .option('-H, --header <header>', 'Request header "Name: value" (repeatable)', { type: [String] })
+  .option('-i, --include', 'Print the status line and headers too')
+  .example('plat invoke hello --data \'{"x":1}\'')
+  .action(
+    async (
+      name: string,
+      path: string | undefined,
+      options: GlobalOptions & { method?: string; data?: string; header?: string[]; include?: boolean },
+    ) => {
+      const status = await invoke(api(options), name, path, options);
+      if (status >= 400) process.exitCode = 1;
+    },
+  );
+
+cli
+  .command('list', 'List deployed functions')
+  .alias('ls')
+  .action(async (options: GlobalOptions) => print(await list(api(options), Boolean(options.json))));
+
+cli
+  .command('describe <name>', 'Show a function: active version, image, instances, versions')
+  .action(async (name: string, options: GlobalOptions) => print(await describe(api(options), name, Boolean(options.json))));
+
+cli
+  .command('remove <name>', 'Remove a function, its containers and its images')
+  .alias('rm')
+  .action(async (name: string, options: GlobalOptions) => print(await remove(api(options), name, Boolean(options.json))));
+
+cli.help();
+cli.version(pkg.version);
+
+async function main(): Promise<void> {
+  try {
+    cli.parse(process.argv, { run: false });
+    if (!cli.matchedCommand && cli.args.length > 0) throw new CliError(`unknown command "${cli.args[0]}"; see \`plat --help\``);
+    if (!cli.matchedCommand && !cli.options.help && !cli.options.version) {
+      cli.outputHelp();
+      return;
+    }
+    await cli.runMatchedCommand();
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const code = error instanceof CliError ? error.code : 'CLI_ERROR';
+    if (cli.options.json) console.error(JSON.stringify({ error: { code, message } }));
+    else console.error(`${style.red('error:')} ${message}`);
+    process.exit(1);
+  }
+}
+
+await main();

@@ -1,0 +1,187 @@
+import { beforeAll, describe, expect, it } from 'bun:test';
+import { containersOf, deployFolder, deployText, functionFolder, invoke } from '../support/functions';
+import { stack, type TestStack } from '../support/stack';
+import { waitFor } from '../support/wait';
+
+let s: TestStack;
+beforeAll(async () => {
+  s = await stack();
+});
+
+describe('gateway errors', () => {
+  it('answers 404 JSON for a function that does not exist', async () => {
+    const response = await invoke(s, s.name('nothing-here'));
+    expect(response.status).toBe(404);
+    expect(response.headers.get('content-type')).toContain('application/json');
+    expect(await response.json()).toEqual({
+      error: { code: 'FUNCTION_NOT_FOUND', message: `function ${s.name('nothing-here')} not found` },
+    });
+  });
+
+  const protectedRoutes: Array<[string, string]> = [
+    ['GET', '/functions'],
+    ['POST', '/functions'],
+    ['GET', '/functions/some-fn'],
+    ['DELETE', '/functions/some-fn'],
+    ['GET', '/functions/some-fn/deployments/v20260101-000000-abcd'],
+    ['GET', '/function/some-fn'],
+    ['POST', '/function/some-fn/deep/path?q=1'],
+  ];
+  const badCredentials: Array<[string, Record<string, string>]> = [
+    ['no token', {}],
+    ['a wrong token', { authorization: 'Bearer not-the-token' }],
+    ['a malformed header', { authorization: 'Basic Zm9vOmJhcg==' }],
+  ];
+
+  for (const [method, path] of protectedRoutes) {
+    for (const [label, headers] of badCredentials) {
+      it(`refuses ${method} ${path} with ${label}: 401`, async () => {
+        const response = await fetch(`${s.apiUrl}${path}`, { method, headers });
+        expect(response.status).toBe(401);
+        expect(response.headers.get('www-authenticate')).toBe('Bearer');
+        expect((await response.json()).error.code).toBe('UNAUTHORIZED');
+      });
+    }
+  }
+
+  it('serves /healthz without a token', async () => {
+    const response = await fetch(`${s.apiUrl}/healthz`);
+    expect(response.status).toBe(200);
+  });
+
+  it('refuses an invalid function.json, listing every problem', async () => {
+    const form = new FormData();
+    form.set('function', JSON.stringify({ name: 'Bad Name', runtime: 'cobol', memory: 1 }));
+    form.set('archive', new Blob([new Uint8Array([0x1f, 0x8b, 0, 0])]));
+    const response = await fetch(`${s.apiUrl}/functions`, { method: 'POST', body: form, headers: { authorization: `Bearer ${s.token}` } });
+    expect(response.status).toBe(400);
+    const { error } = await response.json();
+    expect(error.code).toBe('INVALID_FUNCTION_CONFIG');
+    expect(error.message).toContain('3 problems');
+    expect(error.message).toContain('runtime "cobol" is not supported');
+  });
+
+  it('fails a deploy whose archive is not an archive, without building', async () => {
+    const form = new FormData();
+    form.set('function', JSON.stringify({ name: s.name('junk') }));
+    form.set('archive', new Blob(['this is not a tarball']));
+    const response = await fetch(`${s.apiUrl}/functions`, { method: 'POST', body: form, headers: { authorization: `Bearer ${s.token}` } });
+    expect(response.status).toBe(400);
+    expect((await response.json()).error.code).toBe('INVALID_ARCHIVE');
+  });
+});
+
+describe('serving functions', () => {
+  it('passes a throwing function’s 500 through and keeps serving it and others', async () => {
+    const thrower = s.name('thrower');
+    const steady = s.name('steady');
+    await deployFolder(
+      s,
+      await functionFolder(thrower, {
+        'index.ts': `export default { fetch(req: Request) { if (new URL(req.url).pathname === '/ok') return new Response('fine'); throw new Error('boom in user code'); } };\n`,
+      }),
+    );
+    await deployText(s, steady, 'steady answer');
+
+    const failed = await invoke(s, thrower);
+    expect(failed.status).toBe(500);
+    expect(failed.headers.get('x-plat-error')).toBeNull();
+    expect(await failed.text()).toContain('boom in user code');
+
+    expect(await (await invoke(s, thrower, '/ok')).text()).toBe('fine');
+    const other = await invoke(s, steady);
+    expect(other.status).toBe(200);
+    expect(await other.text()).toBe('steady answer');
+  });
+
+  it('keeps status, headers and a streamed body intact both ways', async () => {
+    const name = s.name('echo');
+    await deployFolder(
+      s,
+      await functionFolder(name, {
+        'index.ts': `export default { async fetch(req: Request) {
+  const body = new Uint8Array(await req.arrayBuffer());
+  return new Response(body, { status: 201, headers: { 'x-echo-method': req.method, 'x-echo-header': req.headers.get('x-test') ?? '', 'x-saw-auth': String(req.headers.has('authorization')), 'content-type': 'application/octet-stream' } });
+} };\n`,
+      }),
+    );
+    const payload = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251);
+    const response = await invoke(s, name, '/upload?x=1', { method: 'PUT', body: payload, headers: { 'x-test': 'kept' } });
+    expect(response.status).toBe(201);
+    expect(response.headers.get('x-echo-method')).toBe('PUT');
+    expect(response.headers.get('x-echo-header')).toBe('kept');
+    expect(response.headers.get('x-saw-auth')).toBe('false');
+    expect(new Uint8Array(await response.arrayBuffer())).toEqual(payload);
+  });
+
+  it('starts exactly one container for many concurrent first requests', async () => {
+    const name = s.name('burst');
+    await deployText(s, name, 'burst');
+    const answers = await Promise.all(Array.from({ length: 12 }, () => invoke(s, name).then((r) => r.text())));
+    expect(answers).toEqual(Array(12).fill('burst'));
+    expect(await containersOf(s, name)).toHaveLength(1);
+  });
+
+  it('serves the new code right after a redeploy, and stops the old version', async () => {
+    const name = s.name('redeploy');
+    const first = await deployText(s, name, 'first version');
+    expect(await (await invoke(s, name)).text()).toBe('first version');
+
+    const second = await deployText(s, name, 'second version');
+    expect(second.version).not.toBe(first.version);
+    expect(await (await invoke(s, name)).text()).toBe('second version');
+    const containers = await containersOf(s, name);
+    expect(containers.map((c) => c.Labels['dev.plat.version'])).toEqual([second.version]);
+  });
+
+  it('removes a function: 404 afterwards, its containers and images gone', async () => {
+    const name = s.name('doomed');
+    await deployText(s, name, 'soon gone');
+    expect((await invoke(s, name)).status).toBe(200);
+    expect(await containersOf(s, name)).toHaveLength(1);
+
+    const removed = await s.api.json<{ removed: { removedContainers: number } }>(`/functions/${name}`, { method: 'DELETE' });
+    expect(removed.removed.removedContainers).toBe(1);
+
+    const after = await invoke(s, name);
+    expect(after.status).toBe(404);
+    expect((await after.json()).error.code).toBe('FUNCTION_NOT_FOUND');
+    expect(await containersOf(s, name)).toHaveLength(0);
+    expect(await s.docker.listImages({ filters: { label: [`dev.plat.function=${name}`] } })).toHaveLength(0);
+    const describe = await s.api.request(`/functions/${name}`);
+    expect(describe.status).toBe(404);
+  });
+
+  it('fails a deploy with a syntax error, quoting it, while the previous version keeps serving', async () => {
+    const name = s.name('syntax');
+    await deployText(s, name, 'good version');
+    expect(await (await invoke(s, name)).text()).toBe('good version');
+
+    const broken = await functionFolder(name, { 'index.ts': 'export default { fetch() { return new Response("x" } };\n' });
+    const failure = await deployFolder(s, broken).then(
+      () => undefined,
+      (error: Error & { code?: string }) => error,
+    );
+    expect(failure?.code).toBe('BUILD_FAILED');
+    expect(failure?.message).toContain('index.ts:1');
+    expect(failure?.message).toMatch(/Expected "\)" but found "}"/);
+
+    expect(await (await invoke(s, name)).text()).toBe('good version');
+    const { function: state } = await s.api.json<{ function: { versions: unknown[] } }>(`/functions/${name}`);
+    expect(state.versions).toHaveLength(1);
+  });
+
+  it('starts the function again after its container is gone', async () => {
+    const name = s.name('phoenix');
+    await deployText(s, name, 'alive');
+    expect(await (await invoke(s, name)).text()).toBe('alive');
+    const [container] = await containersOf(s, name);
+    await s.docker.getContainer(container?.Id as string).remove({ force: true });
+    await waitFor('the container to be gone', 10_000, async () => (await containersOf(s, name)).length === 0);
+
+    expect(await (await invoke(s, name)).text()).toBe('alive');
+    const now = await containersOf(s, name);
+    expect(now).toHaveLength(1);
+    expect(now[0]?.Id).not.toBe(container?.Id);
+  });
+});

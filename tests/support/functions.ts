@@ -1,0 +1,38 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deploy } from '../../cli/commands/deploy';
+import type { DeployResult } from '../../lib/types';
+import type { TestStack } from './stack';
+
+/** A function folder in a temp directory: function.json for `name` plus the given files. */
+export async function functionFolder(name: string, files: Record<string, string>, config: Record<string, unknown> = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `plat-fn-${name}-`));
+  await writeFile(join(dir, 'function.json'), JSON.stringify({ name, runtime: 'bun', entry: 'index.ts', ...config }, null, 2));
+  for (const [path, text] of Object.entries(files)) await writeFile(join(dir, path), text);
+  return dir;
+}
+
+/** A handler answering `text` on every request. */
+export function answering(text: string): string {
+  return `export default { fetch() { return new Response(${JSON.stringify(text)}); } };\n`;
+}
+
+export function deployFolder(s: TestStack, dir: string): Promise<DeployResult> {
+  return deploy(s.api, dir, { log: () => {} });
+}
+
+export async function deployText(s: TestStack, name: string, text: string): Promise<DeployResult> {
+  return deployFolder(s, await functionFolder(name, { 'index.ts': answering(text) }));
+}
+
+export function invoke(s: TestStack, name: string, path = '', init: RequestInit = {}): Promise<Response> {
+  return fetch(`${s.apiUrl}/function/${name}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${s.token}`, ...(init.headers as Record<string, string>) },
+  });
+}
+
+export async function containersOf(s: TestStack, name: string) {
+  return s.docker.listContainers({ all: true, filters: { label: [`dev.plat.function=${name}`] } });
+}

@@ -1,0 +1,5 @@
+import { afterAll } from 'bun:test';
+import { teardown } from './stack';
+
+// One stack per `bun test` run, started by the first integration test that asks for it.
+afterAll(teardown);
