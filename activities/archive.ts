@@ -10,7 +10,12 @@ export interface ArchiveFile {
   executable: boolean;
 }
 
-export const ARCHIVE_LIMITS = { maxFiles: 10_000, maxBytes: 256 * 1024 * 1024 } as const;
+export interface ArchiveLimits {
+  maxFiles: number;
+  maxBytes: number;
+}
+
+export const ARCHIVE_LIMITS: ArchiveLimits = { maxFiles: 10_000, maxBytes: 256 * 1024 * 1024 };
 
 /** Raised for archives that are malformed, unsafe or too large: the user's fault, not retryable. */
 export class ArchiveError extends Error {}
@@ -41,7 +46,7 @@ export async function readArchive(data: Uint8Array, limits = ARCHIVE_LIMITS): Pr
 class Budget {
   files = 0;
   bytes = 0;
-  constructor(private readonly limits: typeof ARCHIVE_LIMITS) {}
+  constructor(private readonly limits: ArchiveLimits) {}
   take(size: number): void {
     this.files += 1;
     this.bytes += size;
@@ -52,7 +57,7 @@ class Budget {
   }
 }
 
-function readTarGz(data: Uint8Array, limits: typeof ARCHIVE_LIMITS): Promise<ArchiveFile[]> {
+function readTarGz(data: Uint8Array, limits: ArchiveLimits): Promise<ArchiveFile[]> {
   const budget = new Budget(limits);
   const files: ArchiveFile[] = [];
   return new Promise((resolve, reject) => {
@@ -95,7 +100,7 @@ function readTarGz(data: Uint8Array, limits: typeof ARCHIVE_LIMITS): Promise<Arc
   });
 }
 
-function readZip(data: Uint8Array, limits: typeof ARCHIVE_LIMITS): ArchiveFile[] {
+function readZip(data: Uint8Array, limits: ArchiveLimits): ArchiveFile[] {
   const budget = new Budget(limits);
   let entries: Record<string, Uint8Array>;
   try {

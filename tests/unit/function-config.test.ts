@@ -1,0 +1,49 @@
+import { describe, expect, it, test } from 'bun:test';
+import { CONFIG_DEFAULTS, describeProblems, parseFunctionConfig, validateFunctionConfig } from '../../lib/function-config';
+
+describe('validateFunctionConfig', () => {
+  it('fills in defaults for a minimal function.json', () => {
+    expect(validateFunctionConfig({ name: 'hello' })).toEqual({
+      ok: true,
+      config: { name: 'hello', runtime: 'bun', entry: 'index.ts', env: {}, ...CONFIG_DEFAULTS },
+    });
+  });
+
+  it('keeps every valid field', () => {
+    const raw = { name: 'api-v2', runtime: 'bun', entry: 'src/main.ts', env: { LOG_LEVEL: 'debug' }, memory: 512, cpu: 0.5, timeout: 60 };
+    expect(validateFunctionConfig(raw)).toEqual({ ok: true, config: raw });
+  });
+
+  it('lists every problem at once', () => {
+    const result = validateFunctionConfig({ name: '-bad', runtime: 'cobol', entry: '../etc/passwd', env: { PORT: '1', 'A-B': 'x', OK: 3 }, memory: 1, cpu: 'two', timeout: 0, extra: true });
+    expect(result.ok).toBe(false);
+    const problems = result.ok ? [] : result.problems;
+    expect(problems).toHaveLength(10);
+    expect(problems.join('\n')).toContain('runtime "cobol" is not supported; use one of: bun');
+    expect(problems.join('\n')).toContain('env name "PORT" is reserved');
+    expect(problems.join('\n')).toContain('unknown field "extra"');
+  });
+
+  test.each([
+    ['a', true],
+    ['hello-world', true],
+    ['h2', true],
+    ['Hello', false],
+    ['1abc', false],
+    ['ends-', false],
+    ['has_underscore', false],
+    ['x'.repeat(49), false],
+  ])('name %p valid: %p', (name, valid) => {
+    expect(validateFunctionConfig({ name }).ok).toBe(valid);
+  });
+
+  it('reports JSON syntax errors as one problem', () => {
+    const result = parseFunctionConfig('{ "name": ');
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : describeProblems(result.problems)).toStartWith('function.json: function.json is not valid JSON');
+  });
+
+  it('refuses a non-object', () => {
+    expect(validateFunctionConfig([1, 2])).toEqual({ ok: false, problems: ['function.json must hold a JSON object'] });
+  });
+});
