@@ -152,19 +152,36 @@ export async function teardown(): Promise<void> {
           .catch(() => undefined);
     }
 
-    for await (const wf of s.temporal.workflow.list({ query: `TaskQueue = '${s.taskQueue}'` })) {
-      const handle = s.temporal.workflow.getHandle(wf.workflowId, wf.runId);
-      if (wf.status.name === 'RUNNING') await handle.terminate('test run finished').catch(() => undefined);
-      await s.temporal.workflowService
-        .deleteWorkflowExecution({
-          namespace: s.temporal.options.namespace,
-          workflowExecution: { workflowId: wf.workflowId, runId: wf.runId },
-        })
-        .catch(() => undefined);
-    }
+    await deleteWorkflows(s);
     await rm(s.dataDir, { recursive: true, force: true });
   }
   for (const p of processes) p.kill('SIGTERM');
   await Promise.all(processes.map((p) => p.exited));
   await connection?.close();
+}
+
+/**
+ * Deletes every workflow on this run's task queue (running ones are terminated by the delete).
+ * Listed first and deleted after, since deleting while paging through the list skips entries; then
+ * listed again until visibility shows none.
+ */
+async function deleteWorkflows(s: TestStack): Promise<void> {
+  const namespace = s.temporal.options.namespace;
+  await waitFor(
+    'the test workflows to be deleted',
+    30_000,
+    async () => {
+      const found: Array<{ workflowId: string; runId: string }> = [];
+      for await (const wf of s.temporal.workflow.list({ query: `TaskQueue = '${s.taskQueue}'` })) found.push(wf);
+      await Promise.all(
+        found.map((wf) =>
+          s.temporal.workflowService
+            .deleteWorkflowExecution({ namespace, workflowExecution: { workflowId: wf.workflowId, runId: wf.runId } })
+            .catch(() => undefined),
+        ),
+      );
+      return found.length === 0;
+    },
+    200,
+  );
 }

@@ -4,11 +4,20 @@ import { Header } from 'tar';
 import { ArchiveError, readArchive, safeEntryPath, stripSingleTopFolder } from '../../activities/archive';
 
 /** A tar.gz built by hand, so tests can make entries no well-behaved tool would write. */
-function tarGz(entries: Array<{ path: string; body?: string; type?: 'File' | 'SymbolicLink' | 'Directory'; linkpath?: string }>): Uint8Array {
+function tarGz(
+  entries: Array<{ path: string; body?: string; type?: 'File' | 'SymbolicLink' | 'Directory'; linkpath?: string }>,
+): Uint8Array {
   const blocks: Buffer[] = [];
   for (const entry of entries) {
     const body = Buffer.from(entry.body ?? '');
-    const header = new Header({ path: entry.path, mode: 0o644, size: body.length, type: entry.type ?? 'File', linkpath: entry.linkpath, mtime: new Date(0) });
+    const header = new Header({
+      path: entry.path,
+      mode: 0o644,
+      size: body.length,
+      type: entry.type ?? 'File',
+      linkpath: entry.linkpath,
+      mtime: new Date(0),
+    });
     const block = Buffer.alloc(512);
     header.encode(block, 0);
     blocks.push(block, body, Buffer.alloc((512 - (body.length % 512)) % 512));
@@ -31,7 +40,13 @@ describe('safeEntryPath', () => {
 
 describe('readArchive', () => {
   it('reads a tar.gz', async () => {
-    const files = await readArchive(tarGz([{ path: 'index.ts', body: 'hi' }, { path: 'lib/', type: 'Directory' }, { path: 'lib/a.ts', body: 'a' }]));
+    const files = await readArchive(
+      tarGz([
+        { path: 'index.ts', body: 'hi' },
+        { path: 'lib/', type: 'Directory' },
+        { path: 'lib/a.ts', body: 'a' },
+      ]),
+    );
     expect(files.map((f) => [f.path, new TextDecoder().decode(f.data)])).toEqual([
       ['index.ts', 'hi'],
       ['lib/a.ts', 'a'],
@@ -48,7 +63,9 @@ describe('readArchive', () => {
   });
 
   it('refuses symbolic links', async () => {
-    await expect(readArchive(tarGz([{ path: 'link', type: 'SymbolicLink', linkpath: '/etc/passwd' }]))).rejects.toThrow('is a SymbolicLink');
+    await expect(readArchive(tarGz([{ path: 'link', type: 'SymbolicLink', linkpath: '/etc/passwd' }]))).rejects.toThrow(
+      'is a SymbolicLink',
+    );
   });
 
   it('refuses a zip entry that climbs out of the folder', async () => {
@@ -78,7 +95,10 @@ describe('readArchive', () => {
 describe('stripSingleTopFolder', () => {
   const file = (path: string) => ({ path, data: new Uint8Array(), executable: false });
   it('drops the one folder a zipped folder puts around everything', () => {
-    expect(stripSingleTopFolder([file('hello/index.ts'), file('hello/lib/a.ts')], 'index.ts').map((f) => f.path)).toEqual(['index.ts', 'lib/a.ts']);
+    expect(stripSingleTopFolder([file('hello/index.ts'), file('hello/lib/a.ts')], 'index.ts').map((f) => f.path)).toEqual([
+      'index.ts',
+      'lib/a.ts',
+    ]);
   });
   it('leaves archives whose entry is at the root alone', () => {
     expect(stripSingleTopFolder([file('index.ts'), file('lib/a.ts')], 'index.ts').map((f) => f.path)).toEqual(['index.ts', 'lib/a.ts']);

@@ -15,7 +15,16 @@ describe('validateFunctionConfig', () => {
   });
 
   it('lists every problem at once', () => {
-    const result = validateFunctionConfig({ name: '-bad', runtime: 'cobol', entry: '../etc/passwd', env: { PORT: '1', 'A-B': 'x', OK: 3 }, memory: 1, cpu: 'two', timeout: 0, extra: true });
+    const result = validateFunctionConfig({
+      name: '-bad',
+      runtime: 'cobol',
+      entry: '../etc/passwd',
+      env: { PORT: '1', 'A-B': 'x', OK: 3 },
+      memory: 1,
+      cpu: 'two',
+      timeout: 0,
+      extra: true,
+    });
     expect(result.ok).toBe(false);
     const problems = result.ok ? [] : result.problems;
     expect(problems).toHaveLength(10);

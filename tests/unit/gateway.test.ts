@@ -20,7 +20,13 @@ describe('token check', () => {
 
 describe('proxy headers', () => {
   it('drops hop-by-hop headers and the platform token, adds forwarding headers', () => {
-    const incoming = new Headers({ authorization: 'Bearer t', connection: 'keep-alive', 'x-custom': '1', host: 'gw:8080', 'accept-encoding': 'gzip' });
+    const incoming = new Headers({
+      authorization: 'Bearer t',
+      connection: 'keep-alive',
+      'x-custom': '1',
+      host: 'gw:8080',
+      'accept-encoding': 'gzip',
+    });
     const out = upstreamRequestHeaders(incoming, new URL('http://gw:8080/function/f'), '10.1.2.3');
     expect(out.has('authorization')).toBe(false);
     expect(out.has('connection')).toBe(false);
@@ -30,7 +36,9 @@ describe('proxy headers', () => {
     expect(out.get('accept-encoding')).toBe('identity');
   });
   it('drops the encoding of a body that fetch already decompressed', () => {
-    const out = downstreamResponseHeaders(new Headers({ 'content-encoding': 'gzip', 'content-length': '10', 'x-a': 'b', 'transfer-encoding': 'chunked' }));
+    const out = downstreamResponseHeaders(
+      new Headers({ 'content-encoding': 'gzip', 'content-length': '10', 'x-a': 'b', 'transfer-encoding': 'chunked' }),
+    );
     expect([...out.keys()]).toEqual(['x-a']);
   });
 });
@@ -53,7 +61,9 @@ describe('createApp without a live stack', () => {
   });
 
   it('refuses a deploy that is not multipart, naming the fields', async () => {
-    const response = await app.handle(new Request('http://localhost/functions', { method: 'POST', body: '{}', headers: { authorization: 'Bearer tok' } }));
+    const response = await app.handle(
+      new Request('http://localhost/functions', { method: 'POST', body: '{}', headers: { authorization: 'Bearer tok' } }),
+    );
     expect(response.status).toBe(400);
     expect((await response.json()).error.message).toContain('"function"');
   });
