@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import type { Subprocess } from 'bun';
 import Docker from 'dockerode';
 import { LABELS } from '../../lib/names';
@@ -161,18 +161,36 @@ export async function teardown(): Promise<void> {
 }
 
 /**
- * Deletes every workflow on this run's task queue (running ones are terminated by the delete).
- * Listed first and deleted after, since deleting while paging through the list skips entries; then
- * listed again until visibility shows none.
+ * Deletes every workflow on this run's task queue. Deleting a workflow whose close has not yet
+ * reached visibility leaves an orphan record behind (the late close re-creates it), so: terminate
+ * what runs, wait until visibility shows every workflow closed, then delete them all (listed first:
+ * deleting while paging skips entries) and wait until the list is empty.
  */
 async function deleteWorkflows(s: TestStack): Promise<void> {
   const namespace = s.temporal.options.namespace;
+  const list = async () => {
+    const found: WorkflowExecutionInfo[] = [];
+    for await (const wf of s.temporal.workflow.list({ query: `TaskQueue = '${s.taskQueue}'` })) found.push(wf);
+    return found;
+  };
+  for (const wf of await list()) {
+    if (wf.status.name === 'RUNNING')
+      await s.temporal.workflow
+        .getHandle(wf.workflowId, wf.runId)
+        .terminate('test run finished')
+        .catch(() => undefined);
+  }
+  await waitFor(
+    'visibility to show the test workflows closed',
+    30_000,
+    async () => (await list()).every((wf) => wf.status.name !== 'RUNNING'),
+    200,
+  );
   await waitFor(
     'the test workflows to be deleted',
     30_000,
     async () => {
-      const found: Array<{ workflowId: string; runId: string }> = [];
-      for await (const wf of s.temporal.workflow.list({ query: `TaskQueue = '${s.taskQueue}'` })) found.push(wf);
+      const found = await list();
       await Promise.all(
         found.map((wf) =>
           s.temporal.workflowService
@@ -182,6 +200,6 @@ async function deleteWorkflows(s: TestStack): Promise<void> {
       );
       return found.length === 0;
     },
-    200,
+    500,
   );
 }
