@@ -43,6 +43,20 @@ export function createBuildActivities({ docker, settings }: ActivityDeps) {
     });
   }
 
+  /**
+   * A failed build leaves the images of the steps that succeeded, untagged and unlabelled. Removing
+   * them newest first drops this build's own layers; a layer that another image builds on (cache
+   * shared with a successful build) is refused with 409 and stays.
+   */
+  async function removeStepImages(messages: DockerMessage[]): Promise<void> {
+    const ids = messages.flatMap((m) => [...(m.stream ?? '').matchAll(/^ ---> ([0-9a-f]{12,64})$/gm)].map((match) => match[1] as string));
+    for (const id of ids.reverse())
+      await docker
+        .getImage(id)
+        .remove()
+        .catch(() => undefined);
+  }
+
   return {
     async buildImage({ name, version, config, contextDir }: BuildInput): Promise<{ tag: string }> {
       // The context lives on the host that packaged it; without it, retrying here cannot help.
@@ -67,6 +81,7 @@ export function createBuildActivities({ docker, settings }: ActivityDeps) {
       const messages = await followDocker(docker, stream);
       const error = errorOf(messages);
       if (error) {
+        await removeStepImages(messages);
         // A RUN step that exits non-zero is the user's code failing to build: no retry will fix it.
         const userError = /returned a non-zero code/.test(error);
         const output = failingStepOutput(messages);

@@ -75,7 +75,7 @@ ensure_temporal_binary() {
   local gobin
   gobin="$(dirname "$TEMPORAL_BIN")"
   mkdir -p "$gobin"
-  GOBIN="$gobin" GOFLAGS=-mod=mod go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_VERSION" \
+  GOBIN="$gobin" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_VERSION" \
     >>"$LOG_DIR/temporal-build.log" 2>&1 || die "go install temporal" "$LOG_DIR/temporal-build.log" "could not build the Temporal CLI"
 }
 

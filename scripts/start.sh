@@ -37,8 +37,9 @@ mkdir -p "$bin_dir"
 ln -sf "$ROOT/cli/plat" "$bin_dir/plat"
 ok "plat linked into $bin_dir"
 
-token_note='AUTH_TOKEN from your environment'
-[ "$AUTH_TOKEN" = dev-token ] && token_note='token: dev-token'
+token_note='token: AUTH_TOKEN from your environment'
+token_shown='$AUTH_TOKEN'
+if [ "$AUTH_TOKEN" = dev-token ]; then token_note='token: dev-token'; token_shown=dev-token; fi
 cat <<INFO
 
 ${C_BOLD}plat is running${C_OFF}
@@ -50,5 +51,5 @@ ${C_BOLD}plat is running${C_OFF}
   data          $PLAT_HOME
 
   plat init hello && cd hello && plat deploy
-  curl -H "Authorization: Bearer \$AUTH_TOKEN" http://localhost:$GATEWAY_PORT/function/hello
+  curl -H "Authorization: Bearer $token_shown" http://localhost:$GATEWAY_PORT/function/hello
 INFO
