@@ -4,7 +4,7 @@ import type { FunctionConfig } from '../lib/function-config';
 import { imageRepository, LABELS } from '../lib/names';
 import { RUNTIMES } from '../lib/runtimes';
 import type { ActivityDeps } from './deps';
-import { type DockerMessage, errorOf, followDocker } from './docker-progress';
+import { type DockerMessage, errorOf, followDocker, hasImage } from './docker-helpers';
 
 export interface BuildInput {
   name: string;
@@ -20,22 +20,22 @@ const ANSI_ESCAPES = /\x1b\[[0-9;]*[A-Za-z]/g;
 const DOCKER_NOISE = /^( ---> |Removing intermediate container )/;
 
 export function createBuildActivities({ docker, settings }: ActivityDeps) {
-  /** The official base image when the engine has it, else the offline equivalent the set-up built. */
+  /** The official base image when the engine has it (or can pull it), else the offline equivalent the set-up built. */
   async function baseImageFor(runtime: string): Promise<string> {
     const info = RUNTIMES[runtime];
     if (!info) throw ApplicationFailure.create({ type: 'InvalidConfig', message: `unknown runtime ${runtime}`, nonRetryable: true });
     for (const image of [info.baseImage, info.offlineBaseImage]) {
-      if (
-        await docker
-          .getImage(image)
-          .inspect()
-          .then(
-            () => true,
-            () => false,
-          )
-      )
-        return image;
+      if (await hasImage(docker, image)) return image;
     }
+    // With internet access (e.g. under docker compose) the official image is a pull away.
+    const pulled = await docker
+      .pull(info.baseImage)
+      .then((stream) => followDocker(docker, stream))
+      .then(
+        (messages) => !errorOf(messages),
+        () => false,
+      );
+    if (pulled) return info.baseImage;
     throw ApplicationFailure.create({
       type: 'BaseImageMissing',
       message: `no base image for the ${runtime} runtime: neither ${info.baseImage} nor ${info.offlineBaseImage} is on the Docker engine; run \`npm start\` to build it`,

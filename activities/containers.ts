@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import { LABELS, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
-import { errorOf, followDocker } from './docker-progress';
+import { errorOf, followDocker, hasImage } from './docker-helpers';
 import { tail } from './package';
 
 export const CONTAINER_PORT = 8080;
@@ -82,16 +82,7 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
 
     /** Makes sure the engine has the image; pulls it by digest from the registry when it does not. */
     async ensureImage({ image }: { image: string }): Promise<void> {
-      if (
-        await docker
-          .getImage(image)
-          .inspect()
-          .then(
-            () => true,
-            () => false,
-          )
-      )
-        return;
+      if (await hasImage(docker, image)) return;
       const messages = await followDocker(docker, await docker.pull(image));
       const error = errorOf(messages);
       if (error) throw new Error(`pulling ${image} failed: ${error}`);

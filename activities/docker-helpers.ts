@@ -29,3 +29,12 @@ export function errorOf(messages: DockerMessage[]): string | undefined {
   const failed = messages.find((m) => m.error || m.errorDetail?.message);
   return failed ? (failed.errorDetail?.message ?? failed.error) : undefined;
 }
+
+export async function hasImage(docker: Docker, reference: string): Promise<boolean> {
+  try {
+    await docker.getImage(reference).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}
