@@ -61,12 +61,17 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
   return {
     removeContainer,
 
-    /** A running container of this version, if one is up already (e.g. after a gateway restart). */
+    /**
+     * A running container of this version, if one is up already (e.g. after a gateway restart).
+     * Containers of the function that have stopped (an engine restart, a crash) are removed here,
+     * so they do not pile up.
+     */
     async findInstance({ name, version }: { name: string; version: string }): Promise<Instance | null> {
-      const found = await docker.listContainers({
-        filters: { label: labelFilter({ [LABELS.function]: name, [LABELS.version]: version }), status: ['running'] },
-      });
+      const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const stopped = found.filter((c) => c.State !== 'running' && c.State !== 'created' && c.State !== 'restarting');
+      await Promise.all(stopped.map((c) => removeContainer({ containerId: c.Id })));
       for (const c of found) {
+        if (c.State !== 'running' || c.Labels[LABELS.version] !== version) continue;
         const port = c.Ports.find((p) => p.PrivatePort === CONTAINER_PORT && p.PublicPort);
         if (port) {
           return {

@@ -3,7 +3,7 @@ import { PlatError } from '../../lib/errors';
 import { workflowIds } from '../../lib/names';
 import type { Settings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
-import { WORKFLOW_TYPES } from '../../workflows/definitions';
+import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions';
 import type { FunctionsService } from '../functions/service';
 import { toPlatError } from '../temporal-errors';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers';
@@ -119,12 +119,21 @@ export class InvokeService {
       } catch (error) {
         if (error instanceof PlatError) throw error;
         if (this.routes.get(name) === route) this.routes.delete(name);
+        this.reportGone(route);
         if (attempt > 0 || !replayable) {
           throw new PlatError('UPSTREAM_UNAVAILABLE', `function ${name} did not answer: ${(error as Error).message}`);
         }
         route = await this.route(name, route.containerId);
       }
     }
+  }
+
+  /** Tells the function's entity that an instance stopped answering, so no one is routed to it again. */
+  private reportGone(route: Route): void {
+    this.temporal.workflow
+      .getHandle(workflowIds.entity(route.name))
+      .signal(instanceGoneSignal, route.containerId)
+      .catch(() => {});
   }
 
   private async forward(route: Route, request: Request, pathAndQuery: string, incomingUrl: URL, clientIp?: string): Promise<Response> {

@@ -171,17 +171,18 @@ describe('serving functions', () => {
     expect(state.versions).toHaveLength(1);
   });
 
-  it('starts the function again after its container is gone', async () => {
+  it('starts the function again after its container dies, and clears the dead one away', async () => {
     const name = s.name('phoenix');
     await deployText(s, name, 'alive');
     expect(await (await invoke(s, name)).text()).toBe('alive');
     const [container] = await containersOf(s, name);
-    await s.docker.getContainer(container?.Id as string).remove({ force: true });
-    await waitFor('the container to be gone', 10_000, async () => (await containersOf(s, name)).length === 0);
+    await s.docker.getContainer(container?.Id as string).kill();
+    await waitFor('the container to stop', 10_000, async () => (await containersOf(s, name))[0]?.State === 'exited');
 
     expect(await (await invoke(s, name)).text()).toBe('alive');
     const now = await containersOf(s, name);
     expect(now).toHaveLength(1);
     expect(now[0]?.Id).not.toBe(container?.Id);
+    expect(now[0]?.State).toBe('running');
   });
 });

@@ -186,13 +186,17 @@ async function deleteWorkflows(s: TestStack): Promise<void> {
     async () => (await list()).every((wf) => wf.status.name !== 'RUNNING'),
     200,
   );
+  // The server removes a deleted workflow from visibility some seconds later (about 18 s here).
+  const deleted = new Set<string>();
   await waitFor(
     'the test workflows to be deleted',
-    30_000,
+    90_000,
     async () => {
       const found = await list();
+      const fresh = found.filter((wf) => !deleted.has(wf.runId));
+      for (const wf of fresh) deleted.add(wf.runId);
       await Promise.all(
-        found.map((wf) =>
+        fresh.map((wf) =>
           s.temporal.workflowService
             .deleteWorkflowExecution({ namespace, workflowExecution: { workflowId: wf.workflowId, runId: wf.runId } })
             .catch(() => undefined),
