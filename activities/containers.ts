@@ -5,7 +5,7 @@ import { LABELS, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
 import { errorOf, followDocker, hasImage } from './docker-helpers';
-import { tail } from './package';
+import { tail } from './dependencies';
 
 export const CONTAINER_PORT = 8080;
 const PORT_KEY = `${CONTAINER_PORT}/tcp`;

@@ -1,11 +1,12 @@
-import { spawn } from 'node:child_process';
-import { cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type { FunctionConfig } from '../lib/function-config';
 import { repositoryPath } from '../lib/names';
 import { ArchiveError, readArchive, stripSingleTopFolder } from './archive';
-import { type ActivityDeps, BUN_BIN, RUNTIMES_DIR } from './deps';
+import { type RuntimeInfo, RUNTIMES } from '../lib/runtimes';
+import { type ActivityDeps, REPO_ROOT, RUNTIMES_DIR } from './deps';
+import { resolveDependencies } from './dependencies';
 import { BlobNotFoundError } from './registry-api';
 
 export interface PackageInput {
@@ -75,10 +76,12 @@ export function createPackageActivities({ registry, settings }: ActivityDeps) {
       }
       heartbeat('unpacked');
 
-      const dependencies = await installJsDependencies(appDir, depsDir, settings.dataDir);
-      const runtimeDir = join(RUNTIMES_DIR, config.runtime);
-      await cp(join(runtimeDir, 'bootstrap.ts'), join(contextDir, 'plat', 'bootstrap.ts'));
-      await writeFile(join(contextDir, 'Dockerfile'), await readFile(join(runtimeDir, 'Dockerfile')));
+      const runtime = RUNTIMES[config.runtime];
+      if (!runtime)
+        throw ApplicationFailure.create({ type: 'InvalidConfig', message: `unknown runtime ${config.runtime}`, nonRetryable: true });
+      const dependencies = await resolveDependencies(runtime, appDir, depsDir, settings.dataDir);
+      heartbeat('dependencies');
+      await layOutRuntime(runtime, contextDir);
       return { contextDir, files: files.length, bytes, dependencies };
     },
 
@@ -88,67 +91,26 @@ export function createPackageActivities({ registry, settings }: ActivityDeps) {
   };
 }
 
-/**
- * Installs package.json dependencies on the worker host (containers have no network) with install
- * scripts disabled, so no third-party code runs here. The result goes to deps/, a layer that Docker
- * reuses while package.json and the lockfile stay the same.
- */
-async function installJsDependencies(appDir: string, depsDir: string, dataDir: string): Promise<number> {
-  const manifestPath = join(appDir, 'package.json');
-  if (!(await exists(manifestPath))) return 0;
-  let manifest: { dependencies?: Record<string, string> };
-  try {
-    manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
-  } catch (error) {
-    throw ApplicationFailure.create({
-      type: 'DependencyInstallFailed',
-      message: `package.json is not valid JSON: ${(error as Error).message}`,
-      nonRetryable: true,
-    });
+/** Files of a runtime's folder that are not copied into plat/: the recipe and what users start from. */
+const NOT_SHIPPED = new Set(['Dockerfile', 'base.Dockerfile', 'runtime.json', 'template']);
+
+/** Where the static build tools a runtime's Dockerfile runs come from. */
+const BUILD_TOOLS: Record<string, string> = {
+  esbuild: join(REPO_ROOT, 'node_modules', '@esbuild', 'linux-x64', 'bin', 'esbuild'),
+};
+
+/** Copies the runtime's bootstrap (and build tools) into plat/ and its Dockerfile to the context's root. */
+async function layOutRuntime(runtime: RuntimeInfo, contextDir: string): Promise<void> {
+  const runtimeDir = join(RUNTIMES_DIR, runtime.name);
+  const platDir = join(contextDir, 'plat');
+  await mkdir(platDir, { recursive: true });
+  for (const file of await readdir(runtimeDir)) {
+    if (!NOT_SHIPPED.has(file)) await cp(join(runtimeDir, file), join(platDir, file));
   }
-  const count = Object.keys(manifest.dependencies ?? {}).length;
-  if (count === 0) return 0;
-
-  const lockfiles = ['bun.lock', 'bun.lockb'];
-  const hasLock = (await Promise.all(lockfiles.map((f) => exists(join(appDir, f))))).some(Boolean);
-  const args = ['install', '--production', '--ignore-scripts', '--no-progress', ...(hasLock ? ['--frozen-lockfile'] : [])];
-  const output = await run(BUN_BIN, args, appDir, { BUN_INSTALL_CACHE_DIR: join(dataDir, 'cache', 'bun') });
-  if (output.code !== 0) {
-    throw ApplicationFailure.create({
-      type: 'DependencyInstallFailed',
-      message: `installing dependencies failed (bun ${args.join(' ')}):\n${tail(output.text, 25)}`,
-      nonRetryable: true,
-    });
+  for (const tool of runtime.buildTools ?? []) {
+    const source = BUILD_TOOLS[tool];
+    if (!source) throw new Error(`unknown build tool ${tool}`);
+    await cp(source, join(platDir, tool));
   }
-  await rename(join(appDir, 'node_modules'), join(depsDir, 'node_modules'));
-  for (const file of ['package.json', ...lockfiles]) {
-    if (await exists(join(appDir, file))) await cp(join(appDir, file), join(depsDir, file));
-  }
-  return count;
-}
-
-function run(command: string, args: string[], cwd: string, env: Record<string, string>) {
-  return new Promise<{ code: number; text: string }>((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let text = '';
-    const collect = (chunk: Buffer) => {
-      text += chunk.toString();
-      heartbeat();
-    };
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, text }));
-  });
-}
-
-export function tail(text: string, lines: number): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
+  await cp(join(runtimeDir, 'Dockerfile'), join(contextDir, 'Dockerfile'));
 }

@@ -38,11 +38,13 @@ ensure_debian_image() {
 
 runtime_field() { node -p "require('$ROOT/runtimes/$1/runtime.json').$2"; }
 
-# The binary each runtime's offline base copies in, found in node_modules.
+# The binary each runtime's offline base copies in: from node_modules, or the host's Node.js.
 runtime_binary() {
   case "$1" in
     bun) echo "$ROOT/node_modules/bun/bin/bun.exe" ;;
-    *) return 1 ;;
+    deno) echo "$ROOT/node_modules/@deno/linux-x64-glibc/deno" ;;
+    node) readlink -f "$(command -v node)" ;;
+    *) echo "" ;;
   esac
 }
 
@@ -54,7 +56,11 @@ ensure_runtime_base() {
     ok "$runtime base: $official"
     return 0
   fi
-  if has_image "$offline"; then
+  # The offline image is rebuilt when its recipe or its binary changes (e.g. a newer bun from npm).
+  local binary key
+  binary="$(runtime_binary "$runtime")"
+  key="$( (cat "$ROOT/runtimes/$runtime/base.Dockerfile"; if [ -n "$binary" ]; then stat -c '%s' "$binary"; fi) | md5sum | cut -c1-12)"
+  if [ "$(docker image inspect -f '{{ index .Config.Labels "dev.plat.base-key" }}' "$offline" 2>/dev/null)" = "$key" ]; then
     ok "$runtime base: $offline (offline build)"
     return 0
   fi
@@ -66,9 +72,11 @@ ensure_runtime_base() {
   ensure_debian_image
   local ctx
   ctx="$(mktemp -d)"
-  cp "$(runtime_binary "$runtime")" "$ctx/$runtime"
-  chmod 0755 "$ctx/$runtime"
-  DOCKER_BUILDKIT=0 docker build -q -t "$offline" --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" \
+  if [ -n "$binary" ]; then
+    cp "$binary" "$ctx/$runtime"
+    chmod 0755 "$ctx/$runtime"
+  fi
+  DOCKER_BUILDKIT=0 docker build -q -t "$offline" --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" --label "dev.plat.base-key=$key" \
     -f "$ROOT/runtimes/$runtime/base.Dockerfile" "$ctx" >>"$log" 2>&1 ||
     { rm -rf "$ctx"; die "base image $offline" "$log" "docker build failed"; }
   rm -rf "$ctx"

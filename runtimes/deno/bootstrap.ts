@@ -1,0 +1,57 @@
+// The runtime contract for Deno: serve the user's `export default { fetch(request) }` on PORT,
+// answer GET /_/health when ready, turn an uncaught exception into a 500 (the process stays up),
+// and stop gracefully on SIGTERM: finish in-flight requests, then exit.
+
+// Only what this file uses of the Deno namespace, so the project's tsc checks it too.
+declare const Deno: {
+  env: { get(name: string): string | undefined };
+  serve(
+    options: { port: number; hostname: string; onListen?: (addr: { port: number }) => void },
+    handler: (request: Request) => Response | Promise<Response>,
+  ): { shutdown(): Promise<void> };
+  addSignalListener(signal: 'SIGTERM', handler: () => void): void;
+  exit(code: number): never;
+};
+
+type Handler = { fetch(request: Request): Response | Promise<Response> };
+
+const HEALTH_PATH = '/_/health';
+const GRACE_MS = Number(Deno.env.get('PLAT_GRACE_MS') ?? 10_000);
+const entry = Deno.env.get('PLAT_ENTRY') ?? '/app/index.ts';
+
+const userModule = await import(new URL(`file://${entry}`).href);
+const handler: Handler | undefined = userModule.default;
+if (!handler || typeof handler.fetch !== 'function') {
+  console.error(`${entry} must default-export an object with a fetch(request) method`);
+  Deno.exit(1);
+}
+
+const server = Deno.serve(
+  {
+    port: Number(Deno.env.get('PORT') ?? 8080),
+    hostname: '0.0.0.0',
+    onListen: ({ port }) => console.log(`listening on :${port}`),
+  },
+  async (request) => {
+    if (new URL(request.url).pathname === HEALTH_PATH) return new Response('ok');
+    try {
+      const response = await handler.fetch(request);
+      if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
+      return response;
+    } catch (error) {
+      console.error(error);
+      return Response.json(
+        { error: { code: 'FUNCTION_ERROR', message: error instanceof Error ? error.message : String(error) } },
+        { status: 500 },
+      );
+    }
+  },
+);
+
+Deno.addSignalListener('SIGTERM', async () => {
+  setTimeout(() => Deno.exit(0), GRACE_MS);
+  await server.shutdown();
+  Deno.exit(0);
+});
+
+export {};
