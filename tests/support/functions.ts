@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deploy } from '../../cli/commands/deploy';
@@ -35,4 +35,24 @@ export function invoke(s: TestStack, name: string, path = '', init: RequestInit 
 
 export async function containersOf(s: TestStack, name: string) {
   return s.docker.listContainers({ all: true, filters: { label: [`dev.plat.function=${name}`] } });
+}
+
+const FIXTURES = new URL('../fixtures/', import.meta.url).pathname;
+
+/** A copy of a fixture folder under tests/fixtures, with a function.json for `name`. */
+export async function fixtureFolder(fixture: string, name: string, config: Record<string, unknown> = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `plat-fn-${name}-`));
+  await cp(join(FIXTURES, fixture), dir, { recursive: true });
+  await writeFile(join(dir, 'function.json'), JSON.stringify({ name, ...config }, null, 2));
+  return dir;
+}
+
+/** The error a deploy fails with (the test fails if it succeeds). */
+export async function deployFailure(s: TestStack, dir: string): Promise<Error & { code?: string }> {
+  return deployFolder(s, dir).then(
+    (result) => {
+      throw new Error(`the deploy was expected to fail but made ${result.version}`);
+    },
+    (error: Error & { code?: string }) => error,
+  );
 }
