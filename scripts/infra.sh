@@ -6,7 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/base-images.sh"
 
 ensure_node_deps() {
-  step "node dependencies"
+  step "node dependencies and host tools"
   local stamp="$ROOT/node_modules/.package-lock.json"
   if [ ! -f "$stamp" ] || [ "$ROOT/package-lock.json" -nt "$stamp" ]; then
     note "npm ci"
@@ -18,7 +18,12 @@ ensure_node_deps() {
     (cd "$ROOT/node_modules/bun" && node install.js >>"$LOG_DIR/npm.log" 2>&1) ||
       die "bun" "$LOG_DIR/npm.log" "the bun binary from npm does not run"
   fi
-  ok "node $(node --version), bun $("$BUN" --version)"
+  # Python runtimes' requirements are resolved on this host with pip.
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    need_root_for "python3-pip"
+    apt_install python3-pip
+  fi
+  ok "node $(node --version), bun $("$BUN" --version), $(python3 -m pip --version | cut -d' ' -f1-2)"
 }
 
 ensure_docker() {

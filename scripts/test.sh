@@ -20,7 +20,7 @@ step "bun test"
 cd "$ROOT"
 log="$(mktemp)"
 set +e
-"$BUN" test "$@" 2>&1 | tee "$log"
+"$BUN" test --timeout 300000 "$@" 2>&1 | tee "$log"
 code=${PIPESTATUS[0]}
 set -e
 # A closing line any CI can read, from bun's own counts.

@@ -1,7 +1,9 @@
-import { beforeAll, describe, expect, it } from 'bun:test';
+import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { containersOf, deployFolder, deployText, functionFolder, invoke } from '../support/functions';
-import { stack, type TestStack } from '../support/stack';
+import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
+
+setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
 
 let s: TestStack;
 beforeAll(async () => {

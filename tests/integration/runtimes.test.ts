@@ -1,8 +1,10 @@
-import { beforeAll, describe, expect, it } from 'bun:test';
+import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deployFailure, deployFolder, fixtureFolder, invoke } from '../support/functions';
-import { stack, type TestStack } from '../support/stack';
+import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+
+setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
 
 const JS_RUNTIMES = ['bun', 'deno', 'node'] as const;
 

@@ -1,10 +1,12 @@
-import { beforeAll, describe, expect, it } from 'bun:test';
+import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkflowExecutionInfo } from '@temporalio/client';
-import { stack, type TestStack } from '../support/stack';
+import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
+
+setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
 
 const PLAT = new URL('../../cli/plat', import.meta.url).pathname;
 

@@ -32,6 +32,9 @@ export interface TestStack {
   name(suffix: string): string;
 }
 
+/** Integration tests build images and start containers: minutes on a cold machine, not seconds. */
+export const INTEGRATION_TIMEOUT_MS = 300_000;
+
 let starting: Promise<TestStack> | undefined;
 let processes: Subprocess[] = [];
 let connection: Connection | undefined;
