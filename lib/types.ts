@@ -66,5 +66,6 @@ export interface ColdStartInput {
 export type DeployEvent =
   | { type: 'accepted'; name: string; version: string; workflowId: string }
   | { type: 'step'; step: DeployStep; status: StepProgress['status']; detail?: string }
+  | { type: 'notice'; message: string }
   | { type: 'done'; result: DeployResult }
   | { type: 'error'; error: { code: string; message: string } };

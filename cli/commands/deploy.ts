@@ -66,6 +66,9 @@ export async function deploy(
           log(`  ${mark} ${event.step}${detail} ${style.dim(seconds(took))}`);
         }
         break;
+      case 'notice':
+        if (!options.json) log(`  ${style.yellow('!')} ${event.message}`);
+        break;
       case 'done':
         if (!options.json) {
           log(`${style.green('Deployed')} ${config.name} ${event.result.version} in ${seconds(Date.now() - started)}`);

@@ -11,6 +11,9 @@ import { toPlatError } from '../temporal-errors';
 
 export const MAX_ARCHIVE_BYTES = 64 * 1024 * 1024;
 const PROGRESS_POLL_MS = 200;
+const QUERY_WAIT_MS = 1000;
+/** After this long with no step started, the deploy stream says that no worker seems to be there. */
+const WORKER_HINT_MS = 10_000;
 
 export interface FunctionSummary {
   name: string;
@@ -163,9 +166,19 @@ export class FunctionsService {
         return [{ type: 'step', step: s.step, status: s.status, detail: s.detail } as DeployEvent];
       });
 
+    const started = Date.now();
+    let hinted = false;
     while (!settled) {
-      const steps = await handle.query(progressQuery).catch(() => undefined);
+      // A query waits for a worker to answer it: bounded, so a missing worker is noticed.
+      const steps = await Promise.race([handle.query(progressQuery).catch(() => undefined), Bun.sleep(QUERY_WAIT_MS)]);
       if (steps) yield* changes(steps);
+      if (!hinted && seen.size === 0 && Date.now() - started > WORKER_HINT_MS) {
+        hinted = true;
+        yield {
+          type: 'notice',
+          message: `no worker has picked up the deploy after ${WORKER_HINT_MS / 1000} s; is the worker running (task queue "${this.settings.taskQueue}")?`,
+        };
+      }
       await Promise.race([outcome, Bun.sleep(PROGRESS_POLL_MS)]);
     }
     const finalSteps = await handle.query(progressQuery).catch(() => undefined);

@@ -126,41 +126,48 @@ async function waitForLine(stream: ReadableStream<Uint8Array>, text: string, tim
   })();
 }
 
+/** Ends the run's stack: removes what it made, then stops its worker and gateway. */
+export async function teardown(): Promise<void> {
+  if (!starting) return;
+  const s = await starting.catch(() => undefined);
+  try {
+    if (s) await removeWhatThisRunMade(s);
+  } finally {
+    // Even when clean-up fails, the worker and gateway of this run must not outlive it.
+    for (const p of processes) p.kill('SIGTERM');
+    await Promise.all(processes.map((p) => p.exited));
+    await connection?.close();
+  }
+}
+
 /**
  * Removes everything this run created: its functions (through the API, which stops containers and
  * deletes images and registry entries), then any container or image left with this run's label
  * prefix, then every workflow on this run's task queue.
  */
-export async function teardown(): Promise<void> {
-  if (!starting) return;
-  const s = await starting.catch(() => undefined);
-  if (s) {
-    const { functions } = await s.api.json<{ functions: { name: string }[] }>('/functions').catch(() => ({ functions: [] }));
-    const ours = functions.filter((f) => f.name.startsWith(`t${s.runId}-`));
-    await Promise.all(ours.map((f) => s.api.request(`/functions/${f.name}`, { method: 'DELETE' }).catch(() => undefined)));
+async function removeWhatThisRunMade(s: TestStack): Promise<void> {
+  const { functions } = await s.api.json<{ functions: { name: string }[] }>('/functions').catch(() => ({ functions: [] }));
+  const ours = functions.filter((f) => f.name.startsWith(`t${s.runId}-`));
+  await Promise.all(ours.map((f) => s.api.request(`/functions/${f.name}`, { method: 'DELETE' }).catch(() => undefined)));
 
-    const mine = (labels: Record<string, string> | undefined) => (labels?.[LABELS.function] ?? '').startsWith(`t${s.runId}-`);
-    for (const c of await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {
-      if (mine(c.Labels))
-        await s.docker
-          .getContainer(c.Id)
-          .remove({ force: true })
-          .catch(() => undefined);
-    }
-    for (const image of await s.docker.listImages({ filters: { label: [LABELS.managed] } })) {
-      if (mine(image.Labels))
-        await s.docker
-          .getImage(image.Id)
-          .remove({ force: true })
-          .catch(() => undefined);
-    }
-
-    await deleteWorkflows(s);
-    await rm(s.dataDir, { recursive: true, force: true });
+  const mine = (labels: Record<string, string> | undefined) => (labels?.[LABELS.function] ?? '').startsWith(`t${s.runId}-`);
+  for (const c of await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {
+    if (mine(c.Labels))
+      await s.docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
   }
-  for (const p of processes) p.kill('SIGTERM');
-  await Promise.all(processes.map((p) => p.exited));
-  await connection?.close();
+  for (const image of await s.docker.listImages({ filters: { label: [LABELS.managed] } })) {
+    if (mine(image.Labels))
+      await s.docker
+        .getImage(image.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
+  }
+
+  await deleteWorkflows(s);
+  await rm(s.dataDir, { recursive: true, force: true });
 }
 
 /**
