@@ -1,14 +1,16 @@
 /**
  * Per-runtime figures against a running stack (`npm start`): image size, first deploy, code-only
  * redeploy, and cold start (first request to its answer). Each runtime's own template is deployed
- * as a fresh function, then removed.
+ * as a fresh function, then removed; JS templates get one dependency (hono), python-flask's
+ * template has Flask. The first deploy starts from an empty resolved-dependency cache
+ * ($PLAT_HOME/cache/deps; the package managers' download caches stay), the redeploy changes code only.
  *
  *   bun bench/runtimes.ts [bun deno node python-flask]
  *
- * Uses API_URL and AUTH_TOKEN like the CLI.
+ * Uses API_URL, AUTH_TOKEN and PLAT_HOME like the CLI and the worker.
  */
-import { appendFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Api } from '../cli/api';
@@ -35,6 +37,10 @@ for (const runtime of runtimes) {
   const dir = join(home, name);
   await api.request(`/functions/${name}`, { method: 'DELETE' });
   await init(name, { runtime, dir });
+  if (RUNTIMES[runtime]?.language === 'js') {
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name, private: true, dependencies: { hono: '4.6.14' } }));
+  }
+  await rm(join(process.env.PLAT_HOME ?? join(homedir(), '.plat'), 'cache', 'deps'), { recursive: true, force: true });
   const quiet = { log: () => {} };
 
   const [first, firstMs] = await timed(() => deploy(api, dir, quiet));
