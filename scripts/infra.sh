@@ -38,8 +38,9 @@ ensure_docker() {
     apt_install docker.io
   fi
   command -v docker >/dev/null || apt_install docker.io
+  clear_stale_pidfile /var/run/docker.pid
   start_bg dockerd dockerd --host unix:///var/run/docker.sock
-  wait_for "docker" 60 docker info || die "docker engine" "$LOG_DIR/dockerd.log" "dockerd did not answer within 60 s"
+  wait_started dockerd 60 docker info || die "docker engine" "$LOG_DIR/dockerd.log" "dockerd did not answer within 60 s"
   ok "engine started (log: $LOG_DIR/dockerd.log)"
 }
 
@@ -69,7 +70,7 @@ http:
   addr: 127.0.0.1:${REGISTRY##*:}
 YAML
   start_bg registry docker-registry serve "$PLAT_HOME/registry.yml"
-  wait_for "registry" 30 http_ok "$url" || die "registry" "$LOG_DIR/registry.log" "did not answer on $url within 30 s"
+  wait_started registry 30 http_ok "$url" || die "registry" "$LOG_DIR/registry.log" "did not answer on $url within 30 s"
   ok "registry started on $REGISTRY (log: $LOG_DIR/registry.log)"
 }
 
@@ -95,7 +96,7 @@ ensure_temporal() {
       --db-filename "$PLAT_HOME/temporal.db" --log-level warn \
       --search-attribute PlatFunction=Keyword --search-attribute PlatVersion=Keyword \
       --search-attribute PlatRuntime=Keyword
-    wait_for "temporal" 60 temporal_healthy || die "temporal" "$LOG_DIR/temporal.log" "the dev server did not answer on $TEMPORAL_ADDRESS within 60 s"
+    wait_started temporal 60 temporal_healthy || die "temporal" "$LOG_DIR/temporal.log" "the dev server did not answer on $TEMPORAL_ADDRESS within 60 s"
     ok "dev server started on $TEMPORAL_ADDRESS (log: $LOG_DIR/temporal.log)"
   else
     ok "dev server answers on $TEMPORAL_ADDRESS"

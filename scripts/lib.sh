@@ -41,17 +41,30 @@ die() {
   exit 1
 }
 
-# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
-wait_for() {
-  local what="$1" seconds="$2"
+# wait_started NAME SECONDS COMMAND...: polls COMMAND until the daemon NAME (started by start_bg)
+# answers; gives up when the deadline passes or at once when the daemon has exited.
+wait_started() {
+  local name="$1" seconds="$2"
   shift 2
   local deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
+    if [ "$SECONDS" -ge "$deadline" ] || ! is_running "$name"; then
       return 1
     fi
     sleep 0.2
   done
+}
+
+# clear_stale_pidfile FILE: removes a pid file whose process is gone (or a zombie), as one left by a
+# daemon that was killed; daemons such as dockerd refuse to start while it is there.
+clear_stale_pidfile() {
+  local file="$1" pid state
+  [ -f "$file" ] || return 0
+  pid="$(cat "$file" 2>/dev/null)"
+  state="$(awk '/^State:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)"
+  if [ -z "$pid" ] || [ -z "$state" ] || [ "$state" = "Z" ]; then
+    rm -f "$file"
+  fi
 }
 
 # start_bg NAME COMMAND...: starts a daemon detached from this shell, recording its pid and log.
@@ -65,8 +78,10 @@ start_bg() {
 }
 
 is_running() {
-  local pidfile="$RUN_DIR/$1.pid"
-  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  local pidfile="$RUN_DIR/$1.pid" pid
+  [ -f "$pidfile" ] || return 1
+  pid="$(cat "$pidfile")"
+  kill -0 "$pid" 2>/dev/null && [ "$(awk '/^State:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)" != "Z" ]
 }
 
 # stop_bg NAME: stops a daemon this stack started (and only such a daemon), politely first.

@@ -16,7 +16,7 @@ if is_running worker; then
   ok "worker already running (pid $(cat "$RUN_DIR/worker.pid"))"
 else
   start_bg worker node --import tsx "$ROOT/worker/main.ts"
-  wait_for "worker" 90 grep -q "worker polling" "$LOG_DIR/worker.log" ||
+  wait_started worker 90 grep -q "worker polling" "$LOG_DIR/worker.log" ||
     die "worker" "$LOG_DIR/worker.log" "did not start polling within 90 s"
   ok "worker started (log: $LOG_DIR/worker.log)"
 fi
@@ -26,7 +26,7 @@ if http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz"; then
   ok "gateway answers on port $GATEWAY_PORT"
 else
   start_bg gateway "$BUN" "$ROOT/gateway/main.ts"
-  wait_for "gateway" 30 http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ||
+  wait_started gateway 30 http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ||
     die "gateway" "$LOG_DIR/gateway.log" "did not answer on port $GATEWAY_PORT within 30 s"
   ok "gateway started (log: $LOG_DIR/gateway.log)"
 fi
