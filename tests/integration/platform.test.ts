@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
-import { containersOf, deployFolder, deployText, functionFolder, invoke } from '../support/functions';
+import { packFolder } from '../../cli/pack';
+import { answering, containersOf, deployFolder, deployText, functionFolder, invoke } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
@@ -8,7 +9,7 @@ setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
 let s: TestStack;
 beforeAll(async () => {
   s = await stack();
-});
+}, INTEGRATION_TIMEOUT_MS);
 
 describe('gateway errors', () => {
   it('answers 404 JSON for a function that does not exist', async () => {
@@ -70,6 +71,44 @@ describe('gateway errors', () => {
     const response = await fetch(`${s.apiUrl}/functions`, { method: 'POST', body: form, headers: { authorization: `Bearer ${s.token}` } });
     expect(response.status).toBe(400);
     expect((await response.json()).error.code).toBe('INVALID_ARCHIVE');
+  });
+});
+
+describe('deploying without waiting', () => {
+  it('answers 202 with the deployment, whose status can be followed to the end', async () => {
+    const name = s.name('async');
+    const dir = await functionFolder(name, { 'index.ts': answering('deployed in the background') });
+    const { archive } = await packFolder(dir);
+    const form = new FormData();
+    form.set('function', await Bun.file(`${dir}/function.json`).text());
+    form.set('archive', new Blob([archive as Uint8Array<ArrayBuffer>]));
+    const response = await fetch(`${s.apiUrl}/functions`, { method: 'POST', body: form, headers: { authorization: `Bearer ${s.token}` } });
+    expect(response.status).toBe(202);
+    const { deployment } = await response.json();
+    expect(deployment).toMatchObject({ name, status: 'started', workflowId: `deploy/${name}/${deployment.version}` });
+    const location = response.headers.get('location');
+    expect(location).toBe(`/functions/${name}/deployments/${deployment.version}`);
+
+    let status: { status: string; steps: Array<{ step: string; status: string }>; result?: { version: string } } | undefined;
+    await waitFor(
+      'the deploy to complete',
+      120_000,
+      async () => {
+        status = await s.api.json(location as string);
+        return status?.status !== 'RUNNING';
+      },
+      200,
+    );
+    expect(status?.status).toBe('COMPLETED');
+    expect(status?.steps.map((step) => `${step.step}:${step.status}`)).toEqual([
+      'validate:done',
+      'package:done',
+      'build:done',
+      'push:done',
+      'register:done',
+    ]);
+    expect(status?.result?.version).toBe(deployment.version);
+    expect(await (await invoke(s, name)).text()).toBe('deployed in the background');
   });
 });
 

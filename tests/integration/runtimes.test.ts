@@ -11,14 +11,14 @@ const JS_RUNTIMES = ['bun', 'deno', 'node'] as const;
 let s: TestStack;
 beforeAll(async () => {
   s = await stack();
-});
+}, INTEGRATION_TIMEOUT_MS);
 
 describe.each(JS_RUNTIMES)('the fetch contract on %s', (runtime) => {
   let name: string;
   beforeAll(async () => {
     name = s.name(`contract-${runtime}`);
     await deployFolder(s, await fixtureFolder('contract', name, { runtime }));
-  });
+  }, INTEGRATION_TIMEOUT_MS);
 
   it('passes the method, path, query string and request headers', async () => {
     const response = await invoke(s, name, '/echo/deeper?a=1&b=two%20words', { method: 'PATCH', headers: { 'x-custom': 'kept' } });

@@ -22,7 +22,7 @@ describe('the user path: plat init, deploy, curl, invoke', () => {
   beforeAll(async () => {
     s = await stack();
     home = await mkdtemp(join(tmpdir(), 'plat-home-'));
-  });
+  }, INTEGRATION_TIMEOUT_MS);
 
   it('creates my-function when init is given no name', async () => {
     const result = await plat(s, home, 'init');
