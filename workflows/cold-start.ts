@@ -1,7 +1,7 @@
 import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { workflowIds } from '../lib/names';
-import type { ColdStartInput, Instance } from '../lib/types';
+import type { ColdStartInput, FunctionVersion, Instance } from '../lib/types';
 import { dockerShort, healthCheck, imageTransfer } from './activity-options';
 import { instanceStartedSignal } from './definitions';
 
@@ -14,27 +14,28 @@ const { waitHealthy } = proxyActivities<Activities>(healthCheck);
  * concurrent first requests share one run and one container start.
  */
 export async function coldStart({ name, version }: ColdStartInput): Promise<Instance> {
-  const existing = await findInstance({ name, version: version.version });
-  if (existing) return existing;
-
-  await ensureImage({ image: version.image });
-  const containerId = await createContainer({ name, version });
-  let instance: Instance;
-  try {
-    const url = await startContainer({ containerId });
-    await waitHealthy({ url, containerId, timeoutMs: 30_000 });
-    instance = { containerId, version: version.version, url, startedAt: new Date().toISOString() };
-  } catch (error) {
-    await removeContainer({ containerId });
-    throw error;
-  }
-
+  // A container may already run that the entity does not list (its start was reported to an
+  // entity that has since lost it, or after an engine restart): it is reported like a new one.
+  const instance = (await findInstance({ name, version: version.version })) ?? (await startInstance(name, version));
   try {
     await getExternalWorkflowHandle(workflowIds.entity(name)).signal(instanceStartedSignal, instance);
   } catch {
     // The function was removed while its container started.
-    await removeContainer({ containerId });
+    await removeContainer({ containerId: instance.containerId });
     throw ApplicationFailure.create({ type: 'FunctionNotFound', message: `function ${name} was removed`, nonRetryable: true });
   }
   return instance;
+}
+
+async function startInstance(name: string, version: FunctionVersion): Promise<Instance> {
+  await ensureImage({ image: version.image });
+  const containerId = await createContainer({ name, version });
+  try {
+    const url = await startContainer({ containerId });
+    await waitHealthy({ url, containerId, timeoutMs: 30_000 });
+    return { containerId, version: version.version, url, startedAt: new Date().toISOString() };
+  } catch (error) {
+    await removeContainer({ containerId });
+    throw error;
+  }
 }

@@ -3,6 +3,8 @@ import { packFolder } from '../../cli/pack';
 import { answering, containersOf, deployFolder, deployText, functionFolder, invoke } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
+import type { FunctionState } from '../../lib/types';
+import { instanceGoneSignal } from '../../workflows/definitions';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
 
@@ -210,6 +212,32 @@ describe('serving functions', () => {
     expect(await (await invoke(s, name)).text()).toBe('good version');
     const { function: state } = await s.api.json<{ function: { versions: unknown[] } }>(`/functions/${name}`);
     expect(state.versions).toHaveLength(1);
+  });
+
+  it('adopts a running container that the function entity lost track of, instead of starting another', async () => {
+    const name = s.name('adopt');
+    await deployText(s, name, 'adopted');
+    expect(await (await invoke(s, name)).text()).toBe('adopted');
+    const [container] = await containersOf(s, name);
+    const instances = async () =>
+      (await s.api.json<{ function: FunctionState }>(`/functions/${name}`)).function.instances.map((i) => i.containerId);
+    expect(await instances()).toEqual([container?.Id as string]);
+
+    await s.temporal.workflow.getHandle(`function/${name}`).signal(instanceGoneSignal, container?.Id as string);
+    await waitFor('the entity to forget the instance', 10_000, async () => (await instances()).length === 0);
+    // The gateway drops its route on its next revalidation; the request after that cold-starts,
+    // which finds the running container and reports it again.
+    await waitFor(
+      'the instance to be listed again',
+      20_000,
+      async () => {
+        expect(await (await invoke(s, name)).text()).toBe('adopted');
+        return (await instances()).length > 0;
+      },
+      250,
+    );
+    expect(await instances()).toEqual([container?.Id as string]);
+    expect((await containersOf(s, name)).map((c) => c.Id)).toEqual([container?.Id as string]);
   });
 
   it('starts the function again after its container dies, and clears the dead one away', async () => {
