@@ -2,7 +2,9 @@ import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type { FunctionConfig } from '../lib/function-config';
-import { repositoryPath } from '../lib/names';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { repositoryPath, workflowIds } from '../lib/names';
+import { describeQuery } from '../workflows/definitions';
 import { ArchiveError, readArchive, stripSingleTopFolder } from './archive';
 import { type RuntimeInfo, RUNTIMES } from '../lib/runtimes';
 import { type ActivityDeps, REPO_ROOT, RUNTIMES_DIR } from './deps';
@@ -32,7 +34,7 @@ function invalidArchive(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'InvalidArchive', message, nonRetryable: true });
 }
 
-export function createPackageActivities({ registry, settings }: ActivityDeps) {
+export function createPackageActivities({ registry, settings, temporal }: ActivityDeps) {
   return {
     /**
      * Fetches the uploaded source from the registry, unpacks it safely and lays out the build context:
@@ -85,8 +87,22 @@ export function createPackageActivities({ registry, settings }: ActivityDeps) {
       return { contextDir, files: files.length, bytes, dependencies };
     },
 
-    async cleanupBuild({ name, version }: { name: string; version: string }): Promise<void> {
+    /**
+     * Removes the deploy's build context. After a failed deploy it also deletes the uploaded source
+     * from the registry, unless a registered version of the function was built from the same bytes.
+     */
+    async cleanupBuild({ name, version, discardSource }: { name: string; version: string; discardSource?: string }): Promise<void> {
       await rm(buildDir(settings.dataDir, name, version), { recursive: true, force: true });
+      if (!discardSource) return;
+      const state = await temporal.workflow
+        .getHandle(workflowIds.entity(name))
+        .query(describeQuery)
+        .catch((error) => {
+          if (error instanceof WorkflowNotFoundError) return undefined;
+          throw error;
+        });
+      const inUse = !state?.removed && state?.versions.some((v) => v.sourceDigest === discardSource);
+      if (!inUse) await registry.delete(repositoryPath(name), 'blobs', discardSource);
     },
   };
 }

@@ -40,14 +40,14 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
   }
 
   const { name, version, config } = input;
-  await run('validate', async () => {
-    const checked = validateFunctionConfig(config);
-    if (!checked.ok) {
-      throw ApplicationFailure.create({ type: 'InvalidConfig', message: describeProblems(checked.problems), nonRetryable: true });
-    }
-  });
-
+  let succeeded = false;
   try {
+    await run('validate', async () => {
+      const checked = validateFunctionConfig(config);
+      if (!checked.ok) {
+        throw ApplicationFailure.create({ type: 'InvalidConfig', message: describeProblems(checked.problems), nonRetryable: true });
+      }
+    });
     const packaged = await run(
       'package',
       () => packageSource({ name, version, config, sourceDigest: input.sourceDigest }),
@@ -76,9 +76,12 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
         }),
       () => `${name} now serves ${version}`,
     );
+    succeeded = true;
     return { name, version, image: pushed.image, digest: pushed.digest };
   } finally {
-    await CancellationScope.nonCancellable(() => cleanupBuild({ name, version }));
+    // A failed deploy leaves nothing behind: neither its build context nor its uploaded source.
+    const discardSource = succeeded ? undefined : input.sourceDigest;
+    await CancellationScope.nonCancellable(() => cleanupBuild({ name, version, discardSource }));
   }
 }
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { packFolder } from '../../cli/pack';
-import { answering, containersOf, deployFolder, deployText, functionFolder, invoke } from '../support/functions';
+import { answering, containersOf, deployFolder, deployText, functionFolder, invoke, sourceInRegistry } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 import type { FunctionState } from '../../lib/types';
@@ -197,8 +197,10 @@ describe('serving functions', () => {
 
   it('fails a deploy with a syntax error, quoting it, while the previous version keeps serving', async () => {
     const name = s.name('syntax');
-    await deployText(s, name, 'good version');
+    const good = await functionFolder(name, { 'index.ts': answering('good version') });
+    await deployFolder(s, good);
     expect(await (await invoke(s, name)).text()).toBe('good version');
+    expect(await sourceInRegistry(s, name, good)).toBe(true);
 
     const broken = await functionFolder(name, { 'index.ts': 'export default { fetch() { return new Response("x" } };\n' });
     const failure = await deployFolder(s, broken).then(
@@ -212,6 +214,7 @@ describe('serving functions', () => {
     expect(await (await invoke(s, name)).text()).toBe('good version');
     const { function: state } = await s.api.json<{ function: { versions: unknown[] } }>(`/functions/${name}`);
     expect(state.versions).toHaveLength(1);
+    expect(await sourceInRegistry(s, name, broken)).toBe(false);
   });
 
   it('adopts a running container that the function entity lost track of, instead of starting another', async () => {

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deployFailure, deployFolder, fixtureFolder, invoke } from '../support/functions';
+import { deployFailure, deployFolder, fixtureFolder, invoke, sourceInRegistry } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -146,6 +146,8 @@ describe('the python-flask runtime', () => {
     const failure = await deployFailure(s, dir);
     expect(failure.code).toBe('DEPENDENCY_INSTALL_FAILED');
     expect(failure.message).toContain('No matching distribution found for plat-no-such-package-anywhere==1.0');
+    // A failed deploy leaves nothing behind, its uploaded source included.
+    expect(await sourceInRegistry(s, name, dir)).toBe(false);
   });
 });
 

@@ -1,7 +1,11 @@
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RegistryApi } from '../../activities/registry-api';
 import { deploy } from '../../cli/commands/deploy';
+import { packFolder } from '../../cli/pack';
+import { repositoryPath } from '../../lib/names';
+import { loadSettings, registryUrl } from '../../lib/settings';
 import type { DeployResult } from '../../lib/types';
 import type { TestStack } from './stack';
 
@@ -55,4 +59,12 @@ export async function deployFailure(s: TestStack, dir: string): Promise<Error & 
     },
     (error: Error & { code?: string }) => error,
   );
+}
+
+/** Whether the registry still holds the source that deploying `dir` uploads (packing is deterministic). */
+export async function sourceInRegistry(s: TestStack, name: string, dir: string): Promise<boolean> {
+  const { archive } = await packFolder(dir);
+  const digest = RegistryApi.digestOf(archive);
+  const response = await fetch(`${registryUrl(loadSettings().registry)}/v2/${repositoryPath(name)}/blobs/${digest}`, { method: 'HEAD' });
+  return response.ok;
 }
