@@ -8,6 +8,11 @@ import { errorOf, followDocker, hasImage } from './docker-helpers';
 import { tail } from './dependencies';
 
 export const CONTAINER_PORT = 8080;
+/**
+ * The network every function container joins: a bridge with inter-container traffic disabled, so
+ * one function cannot reach another's container; ports are published to 127.0.0.1 as usual.
+ */
+export const FUNCTION_NETWORK = 'plat-functions';
 const PORT_KEY = `${CONTAINER_PORT}/tcp`;
 const HEALTH_PATH = '/_/health';
 const HEALTH_POLL_MS = 15;
@@ -44,6 +49,7 @@ export function containerSpec(name: string, version: FunctionVersion): Docker.Co
       NanoCpus: Math.round(config.cpu * 1e9),
       PidsLimit: 256,
       RestartPolicy: { Name: 'no' },
+      NetworkMode: FUNCTION_NETWORK,
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
     },
   };
@@ -56,6 +62,32 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
     } catch (error) {
       if ((error as { statusCode?: number }).statusCode !== 404) throw error;
     }
+  }
+
+  let networkReady = false;
+  async function ensureFunctionNetwork(): Promise<void> {
+    if (networkReady) return;
+    const exists = await docker
+      .getNetwork(FUNCTION_NETWORK)
+      .inspect()
+      .then(
+        () => true,
+        () => false,
+      );
+    if (!exists) {
+      await docker
+        .createNetwork({
+          Name: FUNCTION_NETWORK,
+          Driver: 'bridge',
+          CheckDuplicate: true,
+          Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+          Labels: { [LABELS.managed]: 'true' },
+        })
+        .catch((error: { statusCode?: number }) => {
+          if (error.statusCode !== 409) throw error; // created meanwhile by another start
+        });
+    }
+    networkReady = true;
   }
 
   return {
@@ -94,6 +126,7 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
     },
 
     async createContainer({ name, version }: { name: string; version: FunctionVersion }): Promise<string> {
+      await ensureFunctionNetwork();
       const container = await docker.createContainer(containerSpec(name, version));
       return container.id;
     },

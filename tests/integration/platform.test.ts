@@ -157,6 +157,35 @@ describe('serving functions', () => {
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(payload);
   });
 
+  it('keeps a function from reaching another function’s container', async () => {
+    const probe = s.name('probe');
+    const target = s.name('target');
+    await deployFolder(
+      s,
+      await functionFolder(probe, {
+        'index.ts': `export default { async fetch(req: Request) {
+  const host = new URL(req.url).searchParams.get('host');
+  try {
+    await fetch('http://' + host + ':8080/_/health', { signal: AbortSignal.timeout(1500) });
+    return new Response('reachable');
+  } catch {
+    return new Response('unreachable');
+  }
+} };\n`,
+      }),
+    );
+    await deployText(s, target, 'target');
+    expect(await (await invoke(s, target)).text()).toBe('target');
+    expect((await invoke(s, probe, '/?host=127.0.0.1')).status).toBe(200);
+    const address = async (name: string) => {
+      const [container] = await containersOf(s, name);
+      return (await s.docker.getContainer(container?.Id as string).inspect()).NetworkSettings.Networks['plat-functions']?.IPAddress;
+    };
+    // The probe reaches its own address (so a failure below is the network's doing), not the target's.
+    expect(await (await invoke(s, probe, `/?host=${await address(probe)}`)).text()).toBe('reachable');
+    expect(await (await invoke(s, probe, `/?host=${await address(target)}`)).text()).toBe('unreachable');
+  });
+
   it('starts exactly one container for many concurrent first requests', async () => {
     const name = s.name('burst');
     await deployText(s, name, 'burst');
