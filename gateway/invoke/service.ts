@@ -109,13 +109,15 @@ export class InvokeService {
    * the request had no body to replay, the route is dropped and the request retried once on a fresh
    * cold start.
    */
-  async invoke(name: string, request: Request, path: string, clientIp?: string): Promise<Response> {
+  async invoke(name: string, request: Request, clientIp?: string): Promise<Response> {
     const incomingUrl = new URL(request.url);
+    // The function sees its own paths: /function/<name>/a/b?q=1 arrives as /a/b?q=1.
+    const pathAndQuery = (incomingUrl.pathname.slice(`/function/${name}`.length) || '/') + incomingUrl.search;
     const replayable = request.body === null;
     let route = await this.route(name);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.forward(route, request, path + incomingUrl.search, incomingUrl, clientIp);
+        return await this.forward(route, request, pathAndQuery, incomingUrl, clientIp);
       } catch (error) {
         if (error instanceof PlatError) throw error;
         if (this.routes.get(name) === route) this.routes.delete(name);
