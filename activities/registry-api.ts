@@ -24,10 +24,13 @@ export class RegistryApi {
     }
   }
 
+  async hasBlob(repository: string, digest: string): Promise<boolean> {
+    return (await fetch(`${this.base}/v2/${repository}/blobs/${digest}`, { method: 'HEAD' })).ok;
+  }
+
   async uploadBlob(repository: string, data: Uint8Array): Promise<string> {
     const digest = RegistryApi.digestOf(data);
-    const head = await fetch(`${this.base}/v2/${repository}/blobs/${digest}`, { method: 'HEAD' });
-    if (head.ok) return digest;
+    if (await this.hasBlob(repository, digest)) return digest;
     const start = await fetch(`${this.base}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
     const location = start.headers.get('location');
     if (start.status !== 202 || !location) throw new Error(`registry refused an upload: HTTP ${start.status}`);

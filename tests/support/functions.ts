@@ -5,7 +5,7 @@ import { RegistryApi } from '../../activities/registry-api';
 import { deploy } from '../../cli/commands/deploy';
 import { packFolder } from '../../cli/pack';
 import { repositoryPath } from '../../lib/names';
-import { loadSettings, registryUrl } from '../../lib/settings';
+import { loadSettings } from '../../lib/settings';
 import type { DeployResult } from '../../lib/types';
 import type { TestStack } from './stack';
 
@@ -64,7 +64,5 @@ export async function deployFailure(s: TestStack, dir: string): Promise<Error & 
 /** Whether the registry still holds the source that deploying `dir` uploads (packing is deterministic). */
 export async function sourceInRegistry(s: TestStack, name: string, dir: string): Promise<boolean> {
   const { archive } = await packFolder(dir);
-  const digest = RegistryApi.digestOf(archive);
-  const response = await fetch(`${registryUrl(loadSettings().registry)}/v2/${repositoryPath(name)}/blobs/${digest}`, { method: 'HEAD' });
-  return response.ok;
+  return new RegistryApi(loadSettings().registry).hasBlob(repositoryPath(name), RegistryApi.digestOf(archive));
 }
