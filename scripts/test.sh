@@ -4,7 +4,11 @@
 # script had to start, it stops again at the end; parts that were running already stay running.
 source "$(dirname "${BASH_SOURCE[0]}")/infra.sh"
 
-started_before=" $(for p in dockerd registry temporal; do is_running "$p" && echo "$p"; done | tr '\n' ' ')"
+# (an if, not `is_running && …`: under set -e a false last test would end the script right here)
+started_before=" "
+for part in dockerd registry temporal; do
+  if is_running "$part"; then started_before+="$part "; fi
+done
 cleanup() {
   local code=$?
   for part in temporal registry dockerd; do
