@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   NO_ACTIVE_VERSION: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
+  /** nginx's code for a client that went away before the answer; only ever seen in logs. */
+  CLIENT_CLOSED_REQUEST: 499,
   BUILD_FAILED: 422,
   DEPENDENCY_INSTALL_FAILED: 422,
   DEPLOY_FAILED: 500,

@@ -3,7 +3,8 @@ import { Client, Connection } from '@temporalio/client';
 import { RegistryApi } from '../../activities/registry-api';
 import { createTokenCheck } from '../../gateway/auth';
 import { createApp } from '../../gateway/app';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../gateway/invoke/headers';
+import { toDownstreamHeaders, toUpstreamHeaders } from '../../gateway/invoke/headers';
+import { functionPath } from '../../gateway/invoke/service';
 import { PlatError } from '../../lib/errors';
 import { loadSettings } from '../../lib/settings';
 
@@ -19,27 +20,43 @@ describe('token check', () => {
 });
 
 describe('proxy headers', () => {
-  it('drops hop-by-hop headers and the platform token, adds forwarding headers', () => {
+  it('drops hop-by-hop headers and the platform token, adds forwarding headers, keeps the rest', () => {
     const incoming = new Headers({
       authorization: 'Bearer t',
       connection: 'keep-alive',
       'x-custom': '1',
       host: 'gw:8080',
       'accept-encoding': 'gzip',
+      'x-forwarded-for': '192.0.2.1',
     });
-    const out = upstreamRequestHeaders(incoming, new URL('http://gw:8080/function/f'), '10.1.2.3');
+    const out = toUpstreamHeaders(incoming, '10.1.2.3', 'http');
     expect(out.has('authorization')).toBe(false);
     expect(out.has('connection')).toBe(false);
+    expect(out.has('host')).toBe(false);
     expect(out.get('x-custom')).toBe('1');
-    expect(out.get('x-forwarded-for')).toBe('10.1.2.3');
+    expect(out.get('x-forwarded-for')).toBe('192.0.2.1, 10.1.2.3');
     expect(out.get('x-forwarded-host')).toBe('gw:8080');
-    expect(out.get('accept-encoding')).toBe('identity');
+    expect(out.get('x-forwarded-proto')).toBe('http');
+    expect(out.get('accept-encoding')).toBe('gzip');
   });
-  it('drops the encoding of a body that fetch already decompressed', () => {
-    const out = downstreamResponseHeaders(
-      new Headers({ 'content-encoding': 'gzip', 'content-length': '10', 'x-a': 'b', 'transfer-encoding': 'chunked' }),
+  it('drops hop-by-hop headers of the answer and keeps its encoding', () => {
+    const out = toDownstreamHeaders(
+      new Headers({ 'content-encoding': 'gzip', 'content-length': '10', 'x-a': 'b', 'transfer-encoding': 'chunked', connection: 'close' }),
     );
-    expect([...out.keys()]).toEqual(['x-a']);
+    expect([...out.keys()].sort()).toEqual(['content-encoding', 'content-length', 'x-a']);
+  });
+});
+
+describe('the path a function sees', () => {
+  it.each([
+    ['http://gw:8080/function/f', '/'],
+    ['http://gw:8080/function/f/', '/'],
+    ['http://gw:8080/function/f?x=1&y=%20', '/?x=1&y=%20'],
+    ['http://gw:8080/function/f/a/b%2Fc?q=1', '/a/b%2Fc?q=1'],
+    ['https://gw/function/my-fn/deep/path/', '/deep/path/'],
+    ['http://gw:8080/function/f/function/g?x', '/function/g?x'],
+  ])('%s → %s', (url, path) => {
+    expect(functionPath(url)).toBe(path);
   });
 });
 
