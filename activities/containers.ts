@@ -10,17 +10,21 @@ import { tail } from './dependencies';
 export const CONTAINER_PORT = 8080;
 /**
  * The network every function container joins: a bridge with inter-container traffic disabled, so
- * one function cannot reach another's container; ports are published to 127.0.0.1 as usual.
+ * one function cannot reach another's container. The gateway reaches a container at its address
+ * on this bridge, which only this host routes to. No port is published: a published port on
+ * 127.0.0.1 goes through docker-proxy, a userland copy that cut the hop's throughput to a third
+ * (bench/hop.ts) and costs a process per container. The container was reachable at its bridge
+ * address with or without publishing, so nothing is exposed that was not before.
  */
 export const FUNCTION_NETWORK = 'plat-functions';
 const PORT_KEY = `${CONTAINER_PORT}/tcp`;
 const HEALTH_PATH = '/_/health';
 const HEALTH_POLL_MS = 15;
 
-/** Host URL of a container's published port: only ever on loopback. */
-function urlOf(ports: Record<string, Array<{ HostIp: string; HostPort: string }> | null> | undefined): string | undefined {
-  const binding = ports?.[PORT_KEY]?.find((b) => b.HostIp === '127.0.0.1') ?? ports?.[PORT_KEY]?.[0];
-  return binding ? `http://127.0.0.1:${binding.HostPort}` : undefined;
+/** Where the gateway reaches a container: its address on the functions' bridge. */
+function urlOf(networks: Record<string, { IPAddress?: string }> | undefined): string | undefined {
+  const address = networks?.[FUNCTION_NETWORK]?.IPAddress;
+  return address ? `http://${address}:${CONTAINER_PORT}` : undefined;
 }
 
 function labelFilter(labels: Record<string, string>): string[] {
@@ -39,7 +43,6 @@ export function containerSpec(name: string, version: FunctionVersion): Docker.Co
     User: '10001:10001',
     StopTimeout: 10,
     HostConfig: {
-      PortBindings: { [PORT_KEY]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges:true'],
       ReadonlyRootfs: true,
@@ -104,15 +107,8 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
       await Promise.all(stopped.map((c) => removeContainer({ containerId: c.Id })));
       for (const c of found) {
         if (c.State !== 'running' || c.Labels[LABELS.version] !== version) continue;
-        const port = c.Ports.find((p) => p.PrivatePort === CONTAINER_PORT && p.PublicPort);
-        if (port) {
-          return {
-            containerId: c.Id,
-            version,
-            url: `http://127.0.0.1:${port.PublicPort}`,
-            startedAt: new Date(c.Created * 1000).toISOString(),
-          };
-        }
+        const url = urlOf(c.NetworkSettings?.Networks);
+        if (url) return { containerId: c.Id, version, url, startedAt: new Date(c.Created * 1000).toISOString() };
       }
       return null;
     },
@@ -136,8 +132,8 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
       await container.start().catch((error: { statusCode?: number }) => {
         if (error.statusCode !== 304) throw error; // 304: already started (a retried attempt)
       });
-      const url = urlOf((await container.inspect()).NetworkSettings.Ports);
-      if (!url) throw new Error(`container ${containerId.slice(0, 12)} has no published port`);
+      const url = urlOf((await container.inspect()).NetworkSettings.Networks);
+      if (!url) throw new Error(`container ${containerId.slice(0, 12)} has no address on the ${FUNCTION_NETWORK} network`);
       return url;
     },
 

@@ -15,7 +15,7 @@ export interface FunctionVersion {
 export interface Instance {
   containerId: string;
   version: string;
-  /** Where the gateway proxies to, e.g. http://127.0.0.1:32768 */
+  /** Where the gateway proxies to: the container on the functions' bridge, e.g. http://172.19.0.2:8080 */
   url: string;
   startedAt: string;
 }

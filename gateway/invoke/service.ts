@@ -6,7 +6,8 @@ import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
 import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions';
 import type { FunctionsService } from '../functions/service';
 import { toPlatError } from '../temporal-errors';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers';
+import { toDownstreamHeaders, toUpstreamHeaders } from './headers';
+import { acceptsConnections } from './liveness';
 
 /** Where the gateway sends a function's requests: one live instance of its active version. */
 export interface Route {
@@ -18,6 +19,9 @@ export interface Route {
 }
 
 const REVALIDATE_MS = 3000;
+/** How often a request still waiting for its answer checks that its container is still there. */
+const LIVENESS_MS = 1000;
+const LIVENESS_PROBE_MS = 500;
 
 /**
  * The data plane. Warm requests use the in-memory route table and never touch Temporal; a miss reads
@@ -28,6 +32,8 @@ const REVALIDATE_MS = 3000;
 export class InvokeService {
   private readonly routes = new Map<string, Route>();
   private readonly resolving = new Map<string, Promise<Route>>();
+  /** Liveness probes in flight, one per container however many requests wait on it. */
+  private readonly probes = new Map<string, Promise<boolean>>();
   private timer?: ReturnType<typeof setInterval>;
 
   constructor(
@@ -105,21 +111,22 @@ export class InvokeService {
   }
 
   /**
-   * Proxies one request, streaming both bodies. If the instance is gone (connection refused) and
-   * the request had no body to replay, the route is dropped and the request retried once on a fresh
-   * cold start.
+   * Proxies one request, streaming both bodies. If the instance is gone (connection refused, or
+   * no longer accepting connections while the request waits), the route is dropped, the entity
+   * told, and a request without a body to replay is retried once on a fresh cold start.
    */
   async invoke(name: string, request: Request, clientIp?: string): Promise<Response> {
-    const incomingUrl = new URL(request.url);
-    // The function sees its own paths: /function/<name>/a/b?q=1 arrives as /a/b?q=1.
-    const pathAndQuery = (incomingUrl.pathname.slice(`/function/${name}`.length) || '/') + incomingUrl.search;
+    const pathAndQuery = functionPath(request.url);
+    const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
     const replayable = request.body === null;
-    let route = await this.route(name);
+    let route = this.routes.get(name) ?? (await this.route(name));
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.forward(route, request, pathAndQuery, incomingUrl, clientIp);
+        return await this.forward(route, request, headers, pathAndQuery);
       } catch (error) {
+        // The function's own slowness, or a client that went away, says nothing about the instance.
         if (error instanceof PlatError) throw error;
+        if (request.signal.aborted) throw new PlatError('CLIENT_CLOSED_REQUEST', `the client went away before ${name} answered`);
         if (this.routes.get(name) === route) this.routes.delete(name);
         this.reportGone(route);
         if (attempt > 0 || !replayable) {
@@ -138,29 +145,64 @@ export class InvokeService {
       .catch(() => {});
   }
 
-  private async forward(route: Route, request: Request, pathAndQuery: string, incomingUrl: URL, clientIp?: string): Promise<Response> {
-    const signal = AbortSignal.any([request.signal, AbortSignal.timeout(route.timeoutMs)]);
-    let upstream: Response;
+  /**
+   * One exchange with the container. The function's timeout bounds the wait for its answer to start
+   * (status and headers), as a proxy's read timeout does; a streamed body may go on past it. A client
+   * that goes away aborts the exchange, body included. While it waits, the container is probed every
+   * second (see liveness.ts), so a dead one fails the request at once instead of at the timeout.
+   * The upstream Response is returned as it is (headers trimmed in place, body neither decompressed
+   * nor re-wrapped), so Bun pipes it natively: re-wrapping its body cost more than the rest of the hop.
+   */
+  private async forward(route: Route, request: Request, headers: Headers, pathAndQuery: string): Promise<Response> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(TIMED_OUT), route.timeoutMs);
+    const watchdog = setInterval(() => {
+      void this.alive(route).then((alive) => alive || controller.abort(GONE));
+    }, LIVENESS_MS);
+    request.signal.addEventListener('abort', () => controller.abort(request.signal.reason), { once: true });
     try {
-      upstream = await fetch(route.url + pathAndQuery, {
+      const upstream = await fetch(route.url + pathAndQuery, {
         method: request.method,
-        headers: upstreamRequestHeaders(request.headers, incomingUrl, clientIp),
+        headers,
         body: request.body,
         redirect: 'manual',
-        signal,
-        // @ts-expect-error Bun and Node need duplex for a streamed request body; not yet in the DOM types
-        duplex: 'half',
+        signal: controller.signal,
+        decompress: false,
       });
+      toDownstreamHeaders(upstream.headers);
+      return upstream;
     } catch (error) {
-      if ((error as Error).name === 'TimeoutError') {
-        throw new PlatError('UPSTREAM_TIMEOUT', `function ${route.name} took longer than its timeout of ${route.timeoutMs / 1000} s`);
+      if (controller.signal.reason === TIMED_OUT) {
+        throw new PlatError('UPSTREAM_TIMEOUT', `function ${route.name} did not answer within its timeout of ${route.timeoutMs / 1000} s`);
       }
+      if (controller.signal.reason === GONE) throw new Error('its container stopped accepting connections');
       throw error;
+    } finally {
+      clearTimeout(timer);
+      clearInterval(watchdog);
     }
-    return new Response(upstream.body, {
-      status: upstream.status,
-      statusText: upstream.statusText,
-      headers: downstreamResponseHeaders(upstream.headers),
-    });
   }
+
+  private alive(route: Route): Promise<boolean> {
+    let probe = this.probes.get(route.containerId);
+    if (!probe) {
+      probe = acceptsConnections(route.url, LIVENESS_PROBE_MS).finally(() => this.probes.delete(route.containerId));
+      this.probes.set(route.containerId, probe);
+    }
+    return probe;
+  }
+}
+
+const TIMED_OUT = Symbol('timed out');
+const GONE = Symbol('container gone');
+const FUNCTION_PREFIX = '/function/';
+
+/** The path the function sees: `/function/<name>/a/b?q=1` arrives as `/a/b?q=1` (string work, no URL parse). */
+export function functionPath(url: string): string {
+  const path = url.indexOf('/', url.indexOf('//') + 2);
+  const nameStart = url.indexOf(FUNCTION_PREFIX, path) + FUNCTION_PREFIX.length;
+  let end = nameStart;
+  while (end < url.length && url[end] !== '/' && url[end] !== '?' && url[end] !== '#') end++;
+  const rest = url.slice(end).split('#', 1)[0] as string;
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
