@@ -1,0 +1,160 @@
+/**
+ * The cost of the gateway's invoke hop, side by side with nginx from Debian as the reference proxy,
+ * against a running stack (`npm start`). Deploys a hello function (bun), then load-tests with wrk,
+ * in interleaved rounds (this machine's throughput drifts from one second to the next, so each
+ * target is measured in every round and the median is kept):
+ *
+ *   - straight to the function's container (what any proxy costs is measured against this),
+ *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
+ *   - the gateway's /function/<name>, with the bearer token.
+ *
+ *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
+ *
+ * Needs wrk and nginx (`apt-get install wrk nginx-light`); nginx is skipped with a note when
+ * missing. Uses API_URL and AUTH_TOKEN like the CLI; removes its function at the end.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Api } from '../cli/api';
+import { deploy } from '../cli/commands/deploy';
+import type { FunctionState } from '../lib/types';
+
+const apiUrl = process.env.API_URL ?? 'http://localhost:8080';
+const token = process.env.AUTH_TOKEN ?? 'dev-token';
+const option = (flag: string, fallback: string) => {
+  const at = process.argv.indexOf(flag);
+  return at > 0 ? (process.argv[at + 1] ?? fallback) : fallback;
+};
+const rounds = Number(option('--rounds', '5'));
+const seconds = Number(option('--seconds', '3'));
+const connections = option('--connections', '1,10').split(',').map(Number);
+const name = 'bench-hop';
+const api = new Api({ apiUrl, token });
+
+interface Sample {
+  rps: number;
+  p50us: number;
+  p99us: number;
+  errors: number;
+}
+
+/** One wrk run; its latency distribution is parsed from `--latency`. */
+async function wrk(url: string, conns: number, headers: string[]): Promise<Sample> {
+  const args = ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--latency', ...headers.flatMap((h) => ['-H', h]), url];
+  const proc = Bun.spawn(args, { stdout: 'pipe', stderr: 'pipe' });
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`wrk failed: ${await new Response(proc.stderr).text()}`);
+  const micros = (label: string) => {
+    const match = new RegExp(`${label}\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    if (!match) throw new Error(`wrk printed no ${label} line:\n${out}`);
+    const value = Number(match[1]);
+    return match[2] === 'us' ? value : match[2] === 'ms' ? value * 1000 : value * 1e6;
+  };
+  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) + Number(/Socket errors:.*?(\d+)/.exec(out)?.[1] ?? 0);
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50us: micros('50%'), p99us: micros('99%'), errors };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** nginx in the foreground with a throw-away config: one worker, keepalive to the container. */
+async function startNginx(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+  if (!Bun.which('nginx') && !Bun.which('/usr/sbin/nginx')) return null;
+  const dir = await mkdtemp(join(tmpdir(), 'plat-bench-nginx-'));
+  const port = await freePort();
+  const { host } = new URL(upstream);
+  await writeFile(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  upstream fn { server ${host}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://fn; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`,
+  );
+  const proc = Bun.spawn([Bun.which('nginx') ?? '/usr/sbin/nginx', '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], {
+    stdout: 'ignore',
+    stderr: 'inherit',
+  });
+  const url = `http://127.0.0.1:${port}/`;
+  const deadline = Date.now() + 5000;
+  while (
+    !(await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  ) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('nginx did not start');
+    await Bun.sleep(50);
+  }
+  return {
+    url,
+    stop: async () => {
+      proc.kill('SIGQUIT');
+      await proc.exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+if (!Bun.which('wrk')) {
+  console.error('error: wrk is not installed (apt-get install wrk)');
+  process.exit(1);
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'plat-bench-'));
+await writeFile(join(dir, 'function.json'), JSON.stringify({ name, runtime: 'bun' }));
+await writeFile(join(dir, 'index.ts'), 'export default { fetch() { return new Response("hello"); } };\n');
+await deploy(api, dir, { log: () => {} });
+await rm(dir, { recursive: true, force: true });
+if ((await (await api.request(`/function/${name}`)).text()) !== 'hello') throw new Error('the function did not answer hello');
+const { function: state } = await api.json<{ function: FunctionState }>(`/functions/${name}`);
+const direct = state.instances[0]?.url;
+if (!direct) throw new Error('no instance after the cold start');
+
+const nginx = await startNginx(direct);
+const targets: { label: string; url: string; headers: string[] }[] = [
+  { label: 'straight to the container', url: `${direct}/`, headers: [] },
+  ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
+  { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
+];
+
+try {
+  console.log(`wrk -t1 -d${seconds}s, ${rounds} interleaved rounds, medians${nginx ? '' : ' (nginx not installed: skipped)'}`);
+  for (const conns of connections) {
+    const samples = new Map<string, Sample[]>(targets.map((t) => [t.label, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const target of targets) samples.get(target.label)?.push(await wrk(target.url, conns, target.headers));
+    }
+    console.log(`\n-c${conns}                              req/s      p50        p99     errors`);
+    for (const [label, list] of samples) {
+      const rps = median(list.map((s) => s.rps));
+      console.log(
+        `  ${label.padEnd(30)} ${String(Math.round(rps)).padStart(7)} ${`${Math.round(median(list.map((s) => s.p50us)))} µs`.padStart(10)} ${`${Math.round(median(list.map((s) => s.p99us)))} µs`.padStart(10)} ${String(list.reduce((n, s) => n + s.errors, 0)).padStart(6)}`,
+      );
+    }
+  }
+} finally {
+  await nginx?.stop();
+  await api.request(`/functions/${name}`, { method: 'DELETE' });
+}
