@@ -174,6 +174,28 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
       });
     },
 
+    /**
+     * Stops a function's containers of other versions than `keepVersion` the polite way (SIGTERM,
+     * so the bootstrap finishes the requests it holds, SIGKILL after the stop timeout), then
+     * removes them. Used when a new version has taken over; removal uses removeContainers.
+     */
+    async retireContainers({ name, keepVersion }: { name: string; keepVersion: string }): Promise<number> {
+      const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const retired = found.filter((c) => c.Labels[LABELS.version] !== keepVersion);
+      await Promise.all(
+        retired.map(async (c) => {
+          await docker
+            .getContainer(c.Id)
+            .stop()
+            .catch((error: { statusCode?: number }) => {
+              if (error.statusCode !== 304 && error.statusCode !== 404) throw error; // 304: already stopped
+            });
+          await removeContainer({ containerId: c.Id });
+        }),
+      );
+      return retired.length;
+    },
+
     /** Removes a function's containers, all of them or all but one version's. */
     async removeContainers({ name, exceptVersion }: { name: string; exceptVersion?: string }): Promise<number> {
       const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });

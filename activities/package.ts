@@ -34,7 +34,7 @@ function invalidArchive(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'InvalidArchive', message, nonRetryable: true });
 }
 
-export function createPackageActivities({ registry, settings, temporal }: ActivityDeps) {
+export function createPackageActivities({ docker, registry, settings, temporal }: ActivityDeps) {
   return {
     /**
      * Fetches the uploaded source from the registry, unpacks it safely and lays out the build context:
@@ -88,12 +88,23 @@ export function createPackageActivities({ registry, settings, temporal }: Activi
     },
 
     /**
-     * Removes the deploy's build context. After a failed deploy it also deletes the uploaded source
-     * from the registry, unless a registered version of the function was built from the same bytes.
+     * Removes the deploy's build context. After a failed deploy it also deletes what the deploy put
+     * in the registry (the uploaded source; the image, when it failed after the push), unless a
+     * registered version of the function has the same bytes.
      */
-    async cleanupBuild({ name, version, discardSource }: { name: string; version: string; discardSource?: string }): Promise<void> {
+    async cleanupBuild({
+      name,
+      version,
+      discardSource,
+      discardImage,
+    }: {
+      name: string;
+      version: string;
+      discardSource?: string;
+      discardImage?: { tag: string; digest: string };
+    }): Promise<void> {
       await rm(buildDir(settings.dataDir, name, version), { recursive: true, force: true });
-      if (!discardSource) return;
+      if (!discardSource && !discardImage) return;
       const state = await temporal.workflow
         .getHandle(workflowIds.entity(name))
         .query(describeQuery)
@@ -101,8 +112,21 @@ export function createPackageActivities({ registry, settings, temporal }: Activi
           if (error instanceof WorkflowNotFoundError) return undefined;
           throw error;
         });
-      const inUse = !state?.removed && state?.versions.some((v) => v.sourceDigest === discardSource);
-      if (!inUse) await registry.delete(repositoryPath(name), 'blobs', discardSource);
+      const registered = state?.removed ? [] : (state?.versions ?? []);
+      if (discardSource && !registered.some((v) => v.sourceDigest === discardSource)) {
+        await registry.delete(repositoryPath(name), 'blobs', discardSource);
+      }
+      if (discardImage) {
+        await docker
+          .getImage(discardImage.tag)
+          .remove()
+          .catch((error: { statusCode?: number }) => {
+            if (error.statusCode !== 404 && error.statusCode !== 409) throw error;
+          });
+        if (!registered.some((v) => v.digest === discardImage.digest)) {
+          await registry.delete(repositoryPath(name), 'manifests', discardImage.digest);
+        }
+      }
     },
   };
 }

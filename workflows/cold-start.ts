@@ -27,7 +27,8 @@ export async function coldStart({ name, version }: ColdStartInput): Promise<Inst
   return instance;
 }
 
-async function startInstance(name: string, version: FunctionVersion): Promise<Instance> {
+/** Starts a container of the version and waits until it answers its health route; removes it if it never does. */
+export async function startInstance(name: string, version: FunctionVersion): Promise<Instance> {
   await ensureImage({ image: version.image });
   const containerId = await createContainer({ name, version });
   try {

@@ -41,6 +41,7 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
 
   const { name, version, config } = input;
   let succeeded = false;
+  let discardImage: { tag: string; digest: string } | undefined;
   try {
     await run('validate', async () => {
       const checked = validateFunctionConfig(config);
@@ -63,6 +64,7 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
       () => pushImage({ tag: built.tag }),
       (p) => p.digest,
     );
+    discardImage = { tag: built.tag, digest: pushed.digest };
     await run(
       'register',
       () =>
@@ -79,9 +81,10 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
     succeeded = true;
     return { name, version, image: pushed.image, digest: pushed.digest };
   } finally {
-    // A failed deploy leaves nothing behind: neither its build context nor its uploaded source.
-    const discardSource = succeeded ? undefined : input.sourceDigest;
-    await CancellationScope.nonCancellable(() => cleanupBuild({ name, version, discardSource }));
+    // A failed deploy leaves nothing behind: neither its build context, nor its uploaded source,
+    // nor an image it pushed (a version that could not start).
+    const discard = succeeded ? {} : { discardSource: input.sourceDigest, discardImage };
+    await CancellationScope.nonCancellable(() => cleanupBuild({ name, version, ...discard }));
   }
 }
 

@@ -3,6 +3,8 @@ import { packFolder } from '../../cli/pack';
 import { answering, containersOf, deployFolder, deployText, functionFolder, invoke, sourceInRegistry } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
+import { repositoryPath } from '../../lib/names';
+import { loadSettings } from '../../lib/settings';
 import type { FunctionState } from '../../lib/types';
 import { instanceGoneSignal } from '../../workflows/definitions';
 
@@ -202,8 +204,70 @@ describe('serving functions', () => {
     const second = await deployText(s, name, 'second version');
     expect(second.version).not.toBe(first.version);
     expect(await (await invoke(s, name)).text()).toBe('second version');
+    // The replaced version's container is stopped once gateways have had the time to move on.
+    await waitFor('the first version to be retired', 30_000, async () =>
+      (await containersOf(s, name)).every((c) => c.Labels['dev.plat.version'] === second.version),
+    );
+    expect((await containersOf(s, name)).map((c) => c.Labels['dev.plat.version'])).toEqual([second.version]);
+  });
+
+  it('redeploys a serving function without failing a request or making one wait for a cold start', async () => {
+    const name = s.name('nodowntime');
+    await deployText(s, name, 'before');
+    expect(await (await invoke(s, name)).text()).toBe('before');
+
+    // Requests with a body, one after another, all through the redeploy and the old version's
+    // retirement: a body cannot be replayed, so no retry can hide a failure.
+    const answers: string[] = [];
+    let slowest = 0;
+    let running = true;
+    const traffic = (async () => {
+      while (running) {
+        const started = performance.now();
+        const response = await invoke(s, name, '/', { method: 'POST', body: 'payload' });
+        answers.push(`${response.status} ${await response.text()}`);
+        slowest = Math.max(slowest, performance.now() - started);
+      }
+    })();
+    const after = await deployText(s, name, 'after');
+    const { function: state } = await s.api.json<{ function: FunctionState }>(`/functions/${name}`);
+    expect(state.instances.map((i) => i.version)).toEqual([after.version]);
+    await waitFor('the old version to be retired', 30_000, async () =>
+      (await containersOf(s, name)).every((c) => c.Labels['dev.plat.version'] === after.version),
+    );
+    running = false;
+    await traffic;
+
+    expect(answers.filter((a) => a !== '200 before' && a !== '200 after')).toEqual([]);
+    expect(answers.at(-1)).toBe('200 after');
+    // The switch happened on a running container: no request waited for a cold start.
+    expect(answers.length).toBeGreaterThan(10);
+    expect(slowest).toBeLessThan(5000);
+  });
+
+  it('keeps the serving version when the new one cannot start, and leaves no trace of it', async () => {
+    const name = s.name('nostart');
+    await deployText(s, name, 'still serving');
+    expect(await (await invoke(s, name)).text()).toBe('still serving');
+
+    const broken = await functionFolder(name, {
+      'index.ts': 'throw new Error("SECRET_KEY is not set");\nexport default { fetch() { return new Response("never"); } };\n',
+    });
+    const failure = await deployFolder(s, broken).then(
+      () => undefined,
+      (error: Error & { code?: string }) => error,
+    );
+    expect(failure?.code).toBe('START_FAILED');
+    expect(failure?.message).toContain('SECRET_KEY is not set');
+
+    expect(await (await invoke(s, name)).text()).toBe('still serving');
+    const { function: state } = await s.api.json<{ function: FunctionState }>(`/functions/${name}`);
+    expect(state.versions).toHaveLength(1);
     const containers = await containersOf(s, name);
-    expect(containers.map((c) => c.Labels['dev.plat.version'])).toEqual([second.version]);
+    expect(containers.map((c) => c.Labels['dev.plat.version'])).toEqual([state.activeVersion as string]);
+    const tags = await fetch(`http://${loadSettings().registry}/v2/${repositoryPath(name)}/tags/list`).then((r) => r.json());
+    expect(tags.tags).toEqual([state.activeVersion]);
+    expect(await sourceInRegistry(s, name, broken)).toBe(false);
   });
 
   it('removes a function: 404 afterwards, its containers and images gone', async () => {
