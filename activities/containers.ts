@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import { LABELS, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
-import { errorOf, followDocker, hasImage } from './docker-helpers';
+import { errorOf, followDocker, hasImage, removeImage } from './docker-helpers';
 import { tail } from './dependencies';
 
 export const CONTAINER_PORT = 8080;
@@ -67,6 +67,11 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
     }
   }
 
+  /** Every container of the function, whatever its version or state. */
+  function containersOf(name: string): Promise<Docker.ContainerInfo[]> {
+    return docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+  }
+
   let networkReady = false;
   async function ensureFunctionNetwork(): Promise<void> {
     if (networkReady) return;
@@ -102,7 +107,7 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
      * so they do not pile up.
      */
     async findInstance({ name, version }: { name: string; version: string }): Promise<Instance | null> {
-      const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const found = await containersOf(name);
       const stopped = found.filter((c) => c.State !== 'running' && c.State !== 'created' && c.State !== 'restarting');
       await Promise.all(stopped.map((c) => removeContainer({ containerId: c.Id })));
       for (const c of found) {
@@ -180,7 +185,7 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
      * removes them. Used when a new version has taken over; removal uses removeContainers.
      */
     async retireContainers({ name, keepVersion }: { name: string; keepVersion: string }): Promise<number> {
-      const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const found = await containersOf(name);
       const retired = found.filter((c) => c.Labels[LABELS.version] !== keepVersion);
       await Promise.all(
         retired.map(async (c) => {
@@ -198,7 +203,7 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
 
     /** Removes a function's containers, all of them or all but one version's. */
     async removeContainers({ name, exceptVersion }: { name: string; exceptVersion?: string }): Promise<number> {
-      const found = await docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const found = await containersOf(name);
       const doomed = found.filter((c) => c.Labels[LABELS.version] !== exceptVersion);
       await Promise.all(doomed.map((c) => removeContainer({ containerId: c.Id })));
       return doomed.length;
@@ -215,14 +220,7 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
       sourceDigests: string[];
     }): Promise<void> {
       const local = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name }) } });
-      for (const image of local) {
-        await docker
-          .getImage(image.Id)
-          .remove({ force: true })
-          .catch((error: { statusCode?: number }) => {
-            if (error.statusCode !== 404 && error.statusCode !== 409) throw error;
-          });
-      }
+      for (const image of local) await removeImage(docker, image.Id, { force: true });
       const repository = repositoryPath(name);
       for (const image of images) await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
       for (const digest of new Set(sourceDigests)) await registry.delete(repository, 'blobs', digest);

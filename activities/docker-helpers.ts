@@ -38,3 +38,16 @@ export async function hasImage(docker: Docker, reference: string): Promise<boole
     return false;
   }
 }
+
+/**
+ * Removes an image or a tag. One that is gone already (404) or still used by a container or another
+ * image (409) is left alone: both mean there is nothing of ours to reclaim now.
+ */
+export async function removeImage(docker: Docker, reference: string, options: { force?: boolean } = {}): Promise<void> {
+  await docker
+    .getImage(reference)
+    .remove(options)
+    .catch((error: { statusCode?: number }) => {
+      if (error.statusCode !== 404 && error.statusCode !== 409) throw error;
+    });
+}

@@ -9,6 +9,7 @@ import { ArchiveError, readArchive, stripSingleTopFolder } from './archive';
 import { type RuntimeInfo, RUNTIMES } from '../lib/runtimes';
 import { type ActivityDeps, REPO_ROOT, RUNTIMES_DIR } from './deps';
 import { resolveDependencies } from './dependencies';
+import { removeImage } from './docker-helpers';
 import { BlobNotFoundError } from './registry-api';
 
 export interface PackageInput {
@@ -117,12 +118,7 @@ export function createPackageActivities({ docker, registry, settings, temporal }
         await registry.delete(repositoryPath(name), 'blobs', discardSource);
       }
       if (discardImage) {
-        await docker
-          .getImage(discardImage.tag)
-          .remove()
-          .catch((error: { statusCode?: number }) => {
-            if (error.statusCode !== 404 && error.statusCode !== 409) throw error;
-          });
+        await removeImage(docker, discardImage.tag);
         if (!registered.some((v) => v.digest === discardImage.digest)) {
           await registry.delete(repositoryPath(name), 'manifests', discardImage.digest);
         }

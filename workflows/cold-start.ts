@@ -22,7 +22,7 @@ export async function coldStart({ name, version }: ColdStartInput): Promise<Inst
   } catch {
     // The function was removed while its container started.
     await removeContainer({ containerId: instance.containerId });
-    throw ApplicationFailure.create({ type: 'FunctionNotFound', message: `function ${name} was removed`, nonRetryable: true });
+    throw removedWhileStarting(name);
   }
   return instance;
 }
@@ -39,4 +39,9 @@ export async function startInstance(name: string, version: FunctionVersion): Pro
     await removeContainer({ containerId });
     throw error;
   }
+}
+
+/** The failure of a start that a removal overtook (its container is removed by the caller). */
+export function removedWhileStarting(name: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: 'FunctionNotFound', message: `function ${name} was removed`, nonRetryable: true });
 }

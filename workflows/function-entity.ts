@@ -14,7 +14,7 @@ import type { Activities } from '../activities';
 import { SEARCH_ATTRIBUTES } from '../lib/names';
 import type { FunctionState, FunctionVersion, Instance } from '../lib/types';
 import { dockerShort, imageTransfer } from './activity-options';
-import { startInstance } from './cold-start';
+import { removedWhileStarting, startInstance } from './cold-start';
 import {
   describeQuery,
   type FunctionEntityInput,
@@ -84,7 +84,7 @@ export async function functionEntity({ name, state: carried }: FunctionEntityInp
       const started = warmRedeploy ? await startBeforeSwitch(version) : undefined;
       if (removing) {
         if (started) await removeContainer({ containerId: started.containerId });
-        throw ApplicationFailure.create({ type: 'FunctionNotFound', message: `function ${name} was removed`, nonRetryable: true });
+        throw removedWhileStarting(name);
       }
       state.versions = [...state.versions.filter((v) => v.version !== version.version), version].slice(-VERSIONS_KEPT);
       state.activeVersion = version.version;
