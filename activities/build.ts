@@ -108,8 +108,11 @@ export function createBuildActivities({ docker, settings }: ActivityDeps) {
 
 /** The output of the build step that failed (after its last "Step N/M" line), Docker's own lines left out. */
 export function failingStepOutput(messages: DockerMessage[]): string {
+  // The engine sends output in chunks as the step writes it, not a line per message: a line may span several.
   const lines = messages
-    .flatMap((m) => (m.stream ?? '').split('\n'))
+    .map((m) => m.stream ?? '')
+    .join('')
+    .split('\n')
     .map((l) => l.replace(ANSI_ESCAPES, '').trimEnd())
     .filter((l) => l.length > 0 && !DOCKER_NOISE.test(l));
   const lastStep = lines.findLastIndex((l) => /^Step \d+\/\d+ :/.test(l));
