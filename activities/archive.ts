@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import { unzipSync } from 'fflate';
 import { Parser, type ReadEntry } from 'tar';
+import { LIMITS } from '../lib/settings';
 
 /** One regular file read out of an uploaded archive. */
 export interface ArchiveFile {
@@ -15,7 +16,7 @@ export interface ArchiveLimits {
   maxBytes: number;
 }
 
-export const ARCHIVE_LIMITS: ArchiveLimits = { maxFiles: 10_000, maxBytes: 256 * 1024 * 1024 };
+export const ARCHIVE_LIMITS: ArchiveLimits = { maxFiles: LIMITS.unpackedFiles, maxBytes: LIMITS.unpackedBytes };
 
 /** Raised for archives that are malformed, unsafe or too large: the user's fault, not retryable. */
 export class ArchiveError extends Error {}
@@ -38,9 +39,26 @@ export function safeEntryPath(raw: string): string {
 
 /** Reads a tar.gz or zip archive (told apart by their magic bytes) into memory, within limits. */
 export async function readArchive(data: Uint8Array, limits = ARCHIVE_LIMITS): Promise<ArchiveFile[]> {
-  if (data[0] === 0x1f && data[1] === 0x8b) return readTarGz(data, limits);
-  if (data[0] === 0x50 && data[1] === 0x4b) return readZip(data, limits);
+  if (data[0] === 0x1f && data[1] === 0x8b) return consistent(await readTarGz(data, limits));
+  if (data[0] === 0x50 && data[1] === 0x4b) return consistent(readZip(data, limits));
   throw new ArchiveError('the upload is neither a tar.gz nor a zip archive');
+}
+
+/**
+ * One file a path: a path listed twice keeps its last entry (as tar does when it extracts), and a
+ * path that is a file and also holds files (`a` and `a/b`) cannot be laid out on disk: refused.
+ */
+function consistent(files: ArchiveFile[]): ArchiveFile[] {
+  const byPath = new Map<string, ArchiveFile>();
+  for (const file of files) byPath.set(file.path, file);
+  for (const path of byPath.keys()) {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join('/');
+      if (byPath.has(folder)) throw new ArchiveError(`archive entry "${folder}" is a file, but "${path}" puts it in a folder of that name`);
+    }
+  }
+  return [...byPath.values()];
 }
 
 class Budget {

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type Docker from 'dockerode';
-import { LABELS, repositoryPath } from '../lib/names';
+import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
-import { errorOf, followDocker, hasImage, removeImage } from './docker-helpers';
+import { errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } from './docker-helpers';
 import { tail } from './dependencies';
 
 export const CONTAINER_PORT = 8080;
@@ -32,13 +31,19 @@ function labelFilter(labels: Record<string, string>): string[] {
 }
 
 /** Hardened settings every function container runs with (see DESIGN.md, "Runtimes"). */
-export function containerSpec(name: string, version: FunctionVersion): Docker.ContainerCreateOptions {
+export function containerSpec(name: string, version: FunctionVersion, instanceId: string, queue: string): Docker.ContainerCreateOptions {
   const { config } = version;
   return {
-    name: `plat-${name}-${version.version}-${randomBytes(3).toString('hex')}`,
+    name: containerName(name, version.version, instanceId),
     Image: version.image,
-    Env: [...Object.entries(config.env).map(([k, v]) => `${k}=${v}`), `PORT=${CONTAINER_PORT}`],
-    Labels: { [LABELS.managed]: 'true', [LABELS.function]: name, [LABELS.version]: version.version },
+    Env: [...Object.entries(config.env).map(([k, v]) => `${k}=${v}`), `PORT=${CONTAINER_PORT}`, `${INSTANCE_ENV}=${instanceId}`],
+    Labels: {
+      [LABELS.managed]: 'true',
+      [LABELS.function]: name,
+      [LABELS.version]: version.version,
+      [LABELS.instance]: instanceId,
+      [LABELS.queue]: queue,
+    },
     ExposedPorts: { [PORT_KEY]: {} },
     User: '10001:10001',
     StopTimeout: 10,
@@ -58,18 +63,33 @@ export function containerSpec(name: string, version: FunctionVersion): Docker.Co
   };
 }
 
-export function createContainerActivities({ docker, registry }: ActivityDeps) {
+export function createContainerActivities({ docker, registry, settings }: ActivityDeps) {
   async function removeContainer({ containerId }: { containerId: string }): Promise<void> {
     try {
       await docker.getContainer(containerId).remove({ force: true });
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+      if (statusOf(error) !== 404) throw error;
     }
   }
 
-  /** Every container of the function, whatever its version or state. */
+  /** Every container of the function on this platform (task queue), whatever its version or state. */
   function containersOf(name: string): Promise<Docker.ContainerInfo[]> {
-    return docker.listContainers({ all: true, filters: { label: labelFilter({ [LABELS.function]: name }) } });
+    return docker.listContainers({
+      all: true,
+      filters: { label: labelFilter({ [LABELS.function]: name, [LABELS.queue]: settings.taskQueue }) },
+    });
+  }
+
+  /** Stops a container the polite way (SIGTERM, so the runtime finishes what it holds; SIGKILL after the stop timeout), then removes it. */
+  async function stopAndRemove(containerId: string): Promise<void> {
+    await docker
+      .getContainer(containerId)
+      .stop()
+      .catch((error: unknown) => {
+        const status = statusOf(error);
+        if (status !== 304 && status !== 404) throw error; // 304: already stopped
+      });
+    await removeContainer({ containerId });
   }
 
   let networkReady = false;
@@ -80,7 +100,10 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
       .inspect()
       .then(
         () => true,
-        () => false,
+        (error: unknown) => {
+          if (statusOf(error) !== 404) throw error;
+          return false;
+        },
       );
     if (!exists) {
       await docker
@@ -91,8 +114,8 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
           Options: { 'com.docker.network.bridge.enable_icc': 'false' },
           Labels: { [LABELS.managed]: 'true' },
         })
-        .catch((error: { statusCode?: number }) => {
-          if (error.statusCode !== 409) throw error; // created meanwhile by another start
+        .catch((error: unknown) => {
+          if (statusOf(error) !== 409) throw error; // created meanwhile by another start
         });
     }
     networkReady = true;
@@ -102,18 +125,15 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
     removeContainer,
 
     /**
-     * A running container of this version, if one is up already (e.g. after a gateway restart).
-     * Containers of the function that have stopped (an engine restart, a crash) are removed here,
-     * so they do not pile up.
+     * A running container of this version that a cold start can use instead of starting another:
+     * one whose report the entity lost, or one that survived a gateway restart.
      */
     async findInstance({ name, version }: { name: string; version: string }): Promise<Instance | null> {
-      const found = await containersOf(name);
-      const stopped = found.filter((c) => c.State !== 'running' && c.State !== 'created' && c.State !== 'restarting');
-      await Promise.all(stopped.map((c) => removeContainer({ containerId: c.Id })));
-      for (const c of found) {
-        if (c.State !== 'running' || c.Labels[LABELS.version] !== version) continue;
+      for (const c of await containersOf(name)) {
+        const instanceId = c.Labels[LABELS.instance];
+        if (c.State !== 'running' || c.Labels[LABELS.version] !== version || !instanceId) continue;
         const url = urlOf(c.NetworkSettings?.Networks);
-        if (url) return { containerId: c.Id, version, url, startedAt: new Date(c.Created * 1000).toISOString() };
+        if (url) return { containerId: c.Id, instanceId, version, url, startedAt: new Date(c.Created * 1000).toISOString() };
       }
       return null;
     },
@@ -121,21 +141,33 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
     /** Makes sure the engine has the image; pulls it by digest from the registry when it does not. */
     async ensureImage({ image }: { image: string }): Promise<void> {
       if (await hasImage(docker, image)) return;
-      const messages = await followDocker(docker, await docker.pull(image));
+      const messages = await heartbeating(async () => followDocker(docker, await docker.pull(image)));
       const error = errorOf(messages);
       if (error) throw new Error(`pulling ${image} failed: ${error}`);
     },
 
-    async createContainer({ name, version }: { name: string; version: FunctionVersion }): Promise<string> {
+    /**
+     * Creates the instance's container. Its name follows from the instance id, which the workflow
+     * chose: an attempt that is retried (its activity timed out, its worker died) finds the
+     * container an earlier attempt made instead of leaving it behind.
+     */
+    async createContainer({ name, version, instanceId }: { name: string; version: FunctionVersion; instanceId: string }): Promise<string> {
       await ensureFunctionNetwork();
-      const container = await docker.createContainer(containerSpec(name, version));
-      return container.id;
+      const spec = containerSpec(name, version, instanceId, settings.taskQueue);
+      try {
+        return (await docker.createContainer(spec)).id;
+      } catch (error) {
+        if (statusOf(error) !== 409) throw error;
+      }
+      const existing = await docker.getContainer(spec.name as string).inspect();
+      if (existing.Config.Labels?.[LABELS.instance] === instanceId) return existing.Id;
+      throw new Error(`a container named ${spec.name} exists that is not instance ${instanceId}`);
     },
 
     async startContainer({ containerId }: { containerId: string }): Promise<string> {
       const container = docker.getContainer(containerId);
-      await container.start().catch((error: { statusCode?: number }) => {
-        if (error.statusCode !== 304) throw error; // 304: already started (a retried attempt)
+      await container.start().catch((error: unknown) => {
+        if (statusOf(error) !== 304) throw error; // 304: already started (a retried attempt)
       });
       const url = urlOf((await container.inspect()).NetworkSettings.Networks);
       if (!url) throw new Error(`container ${containerId.slice(0, 12)} has no address on the ${FUNCTION_NETWORK} network`);
@@ -143,16 +175,30 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
     },
 
     /**
-     * Polls the runtime's health route until it answers 200. A container that exits first fails the
-     * cold start at once with the end of its log (e.g. the user's module throwing at import time).
+     * Polls the runtime's health route until it answers 200, naming the instance as every request
+     * does. A container that exits first fails the start at once with the end of its log (e.g. the
+     * user's module throwing at import time).
      */
-    async waitHealthy({ url, containerId, timeoutMs }: { url: string; containerId: string; timeoutMs: number }): Promise<void> {
+    async waitHealthy({
+      url,
+      containerId,
+      instanceId,
+      timeoutMs,
+    }: {
+      url: string;
+      containerId: string;
+      instanceId: string;
+      timeoutMs: number;
+    }): Promise<void> {
       const container = docker.getContainer(containerId);
       const deadline = Date.now() + timeoutMs;
       let lastCheck = 0;
       while (Date.now() < deadline) {
         try {
-          const response = await fetch(`${url}${HEALTH_PATH}`, { signal: AbortSignal.timeout(1000) });
+          const response = await fetch(`${url}${HEALTH_PATH}`, {
+            headers: { [INSTANCE_HEADER]: instanceId },
+            signal: AbortSignal.timeout(1000),
+          });
           if (response.ok) return;
         } catch {
           // not listening yet
@@ -179,34 +225,16 @@ export function createContainerActivities({ docker, registry }: ActivityDeps) {
       });
     },
 
-    /**
-     * Stops a function's containers of other versions than `keepVersion` the polite way (SIGTERM,
-     * so the bootstrap finishes the requests it holds, SIGKILL after the stop timeout), then
-     * removes them. Used when a new version has taken over; removal uses removeContainers.
-     */
-    async retireContainers({ name, keepVersion }: { name: string; keepVersion: string }): Promise<number> {
-      const found = await containersOf(name);
-      const retired = found.filter((c) => c.Labels[LABELS.version] !== keepVersion);
-      await Promise.all(
-        retired.map(async (c) => {
-          await docker
-            .getContainer(c.Id)
-            .stop()
-            .catch((error: { statusCode?: number }) => {
-              if (error.statusCode !== 304 && error.statusCode !== 404) throw error; // 304: already stopped
-            });
-          await removeContainer({ containerId: c.Id });
-        }),
-      );
-      return retired.length;
+    /** Stops and removes exactly these containers: the ones a switch replaced, once their drain is over. */
+    async retireContainers({ containerIds }: { containerIds: string[] }): Promise<void> {
+      await Promise.all(containerIds.map(stopAndRemove));
     },
 
-    /** Removes a function's containers, all of them or all but one version's. */
-    async removeContainers({ name, exceptVersion }: { name: string; exceptVersion?: string }): Promise<number> {
+    /** Removes every container of a function (its removal). */
+    async removeContainers({ name }: { name: string }): Promise<number> {
       const found = await containersOf(name);
-      const doomed = found.filter((c) => c.Labels[LABELS.version] !== exceptVersion);
-      await Promise.all(doomed.map((c) => removeContainer({ containerId: c.Id })));
-      return doomed.length;
+      await Promise.all(found.map((c) => removeContainer({ containerId: c.Id })));
+      return found.length;
     },
 
     /** Removes a function's images from the engine and its manifests and sources from the registry. */

@@ -1,8 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
+import type { EventPublisher } from '../lib/events';
+import type { RegistryApi } from '../lib/registry-api';
 import type { Settings } from '../lib/settings';
-import type { RegistryApi } from './registry-api';
 
 /** What activities need from the outside world, injected so tests can pass their own. */
 export interface ActivityDeps {
@@ -10,6 +11,8 @@ export interface ActivityDeps {
   registry: RegistryApi;
   temporal: Client;
   settings: Settings;
+  /** This host's gateways: told at once when a version switches. */
+  events: EventPublisher;
 }
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -1,6 +1,6 @@
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/activity';
 import type { FunctionConfig } from '../lib/function-config';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { repositoryPath, workflowIds } from '../lib/names';
@@ -9,8 +9,8 @@ import { ArchiveError, readArchive, stripSingleTopFolder } from './archive';
 import { type RuntimeInfo, RUNTIMES } from '../lib/runtimes';
 import { type ActivityDeps, REPO_ROOT, RUNTIMES_DIR } from './deps';
 import { resolveDependencies } from './dependencies';
-import { removeImage } from './docker-helpers';
-import { BlobNotFoundError } from './registry-api';
+import { heartbeating, removeImage } from './docker-helpers';
+import { BlobNotFoundError } from '../lib/registry-api';
 
 export interface PackageInput {
   name: string;
@@ -35,58 +35,12 @@ function invalidArchive(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'InvalidArchive', message, nonRetryable: true });
 }
 
+/** Errors of writing an archive's file that come from the archive itself (a name too long, a clash). */
+const UNWRITABLE = new Set(['ENOTDIR', 'EISDIR', 'EEXIST', 'ENAMETOOLONG', 'EINVAL']);
+
 export function createPackageActivities({ docker, registry, settings, temporal }: ActivityDeps) {
   return {
-    /**
-     * Fetches the uploaded source from the registry, unpacks it safely and lays out the build context:
-     * `app/` (the user's files), `deps/` (resolved dependencies, a layer of their own), `plat/` (the
-     * runtime's bootstrap) and the generated Dockerfile.
-     */
-    async packageSource({ name, version, config, sourceDigest }: PackageInput): Promise<PackageResult> {
-      const repository = repositoryPath(name);
-      let archive: Uint8Array;
-      try {
-        archive = await registry.getBlob(repository, sourceDigest);
-      } catch (error) {
-        if (error instanceof BlobNotFoundError) throw invalidArchive(error.message);
-        throw error;
-      }
-
-      let files: Awaited<ReturnType<typeof readArchive>>;
-      try {
-        files = stripSingleTopFolder(await readArchive(archive), config.entry);
-      } catch (error) {
-        if (error instanceof ArchiveError) throw invalidArchive(error.message);
-        throw error;
-      }
-      if (!files.some((f) => f.path === config.entry)) {
-        throw invalidArchive(`the entry file "${config.entry}" is not in the uploaded folder`);
-      }
-
-      const contextDir = buildDir(settings.dataDir, name, version);
-      await rm(contextDir, { recursive: true, force: true });
-      const appDir = join(contextDir, 'app');
-      const depsDir = join(contextDir, 'deps');
-      await mkdir(depsDir, { recursive: true });
-      let bytes = 0;
-      for (const file of files) {
-        // node_modules is resolved here, never taken from the upload.
-        if (file.path === 'node_modules' || file.path.startsWith('node_modules/')) continue;
-        const target = join(appDir, file.path);
-        await mkdir(dirname(target), { recursive: true });
-        await writeFile(target, file.data, { mode: file.executable ? 0o755 : 0o644 });
-        bytes += file.data.byteLength;
-      }
-      heartbeat('unpacked');
-
-      const runtime = RUNTIMES[config.runtime];
-      if (!runtime)
-        throw ApplicationFailure.create({ type: 'InvalidConfig', message: `unknown runtime ${config.runtime}`, nonRetryable: true });
-      const dependencies = await resolveDependencies(runtime, appDir, depsDir, settings.dataDir);
-      heartbeat('dependencies');
-      await layOutRuntime(runtime, contextDir);
-      return { contextDir, files: files.length, bytes, dependencies };
-    },
+    packageSource: (input: PackageInput) => heartbeating(() => packageSource(input)),
 
     /**
      * Removes the deploy's build context. After a failed deploy it also deletes what the deploy put
@@ -125,6 +79,61 @@ export function createPackageActivities({ docker, registry, settings, temporal }
       }
     },
   };
+
+  /**
+   * Fetches the uploaded source from the registry, unpacks it safely and lays out the build context:
+   * `app/` (the user's files), `deps/` (resolved dependencies, a layer of their own), `plat/` (the
+   * runtime's bootstrap) and the generated Dockerfile.
+   */
+  async function packageSource({ name, version, config, sourceDigest }: PackageInput): Promise<PackageResult> {
+    const repository = repositoryPath(name);
+    let archive: Uint8Array;
+    try {
+      archive = await registry.getBlob(repository, sourceDigest);
+    } catch (error) {
+      if (error instanceof BlobNotFoundError) throw invalidArchive(error.message);
+      throw error;
+    }
+
+    let files: Awaited<ReturnType<typeof readArchive>>;
+    try {
+      files = stripSingleTopFolder(await readArchive(archive), config.entry);
+    } catch (error) {
+      if (error instanceof ArchiveError) throw invalidArchive(error.message);
+      throw error;
+    }
+    if (!files.some((f) => f.path === config.entry)) {
+      throw invalidArchive(`the entry file "${config.entry}" is not in the uploaded folder`);
+    }
+
+    const contextDir = buildDir(settings.dataDir, name, version);
+    await rm(contextDir, { recursive: true, force: true });
+    const appDir = join(contextDir, 'app');
+    const depsDir = join(contextDir, 'deps');
+    await mkdir(depsDir, { recursive: true });
+    let bytes = 0;
+    for (const file of files) {
+      // node_modules is resolved here, never taken from the upload.
+      if (file.path === 'node_modules' || file.path.startsWith('node_modules/')) continue;
+      const target = join(appDir, file.path);
+      try {
+        await mkdir(dirname(target), { recursive: true });
+        await writeFile(target, file.data, { mode: file.executable ? 0o755 : 0o644 });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? '';
+        if (UNWRITABLE.has(code)) throw invalidArchive(`archive entry "${file.path}" cannot be laid out as a file (${code})`);
+        throw error;
+      }
+      bytes += file.data.byteLength;
+    }
+
+    const runtime = RUNTIMES[config.runtime];
+    if (!runtime)
+      throw ApplicationFailure.create({ type: 'InvalidConfig', message: `unknown runtime ${config.runtime}`, nonRetryable: true });
+    const dependencies = await resolveDependencies(runtime, appDir, depsDir, settings.dataDir);
+    await layOutRuntime(runtime, contextDir);
+    return { contextDir, files: files.length, bytes, dependencies };
+  }
 }
 
 /** Files of a runtime's folder that are not copied into plat/: the recipe and what users start from. */

@@ -1,42 +1,76 @@
-import { ApplicationFailure } from '@temporalio/activity';
-import { WithStartWorkflowOperation, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES, workflowIds } from '../lib/names';
-import type { FunctionVersion } from '../lib/types';
-import { type FunctionEntityInput, registerVersionUpdate, WORKFLOW_TYPES } from '../workflows/definitions';
+import type { FunctionVersion, Instance, InstanceOutcome, RegisterOutcome } from '../lib/types';
+import { type FunctionEntityInput, instanceStartedUpdate, registerVersionUpdate, WORKFLOW_TYPES } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
+import { heartbeating } from './docker-helpers';
 
-export function createRegisterActivities({ temporal, settings }: ActivityDeps) {
+/** The entity refused (the version could not start, the function was removed): retrying would only do the same again. */
+function refusal(error: unknown): unknown {
+  if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
+    return ApplicationFailure.create({ type: error.cause.type ?? undefined, message: error.cause.message, nonRetryable: true });
+  }
+  return error;
+}
+
+export function createRegisterActivities({ temporal, settings, events, docker }: ActivityDeps) {
   return {
     /**
-     * Makes a version the function's active one: an update-with-start on the function's entity
-     * workflow, so the first deploy creates the function and later ones update it. Returns once the
-     * entity has switched (for a serving function, once the new version's container answers).
+     * Registers a version with the function's entity: an update-with-start, so the first deploy
+     * creates the function and later ones update it. Its update id is the version id, and the entity
+     * answers a version it knows without doing anything again, so a retried attempt cannot start a
+     * second container. Returns once the entity has decided (for a serving function, once the new
+     * version's container answers), and tells this host's gateways to route afresh.
      */
-    async registerVersion(version: FunctionVersion): Promise<void> {
+    async registerVersion({ version, requestedAt }: { version: FunctionVersion; requestedAt: string }): Promise<RegisterOutcome> {
       const name = version.config.name;
-      await temporal.workflow
-        .executeUpdateWithStart(registerVersionUpdate, {
-          args: [version],
-          startWorkflowOperation: new WithStartWorkflowOperation<(input: FunctionEntityInput) => Promise<void>>(WORKFLOW_TYPES.entity, {
-            workflowId: workflowIds.entity(name),
-            taskQueue: settings.taskQueue,
-            args: [{ name }],
-            workflowIdConflictPolicy: 'USE_EXISTING',
-            typedSearchAttributes: [
-              { key: SEARCH_ATTRIBUTES.function, value: name },
-              { key: SEARCH_ATTRIBUTES.version, value: version.version },
-              { key: SEARCH_ATTRIBUTES.runtime, value: version.config.runtime },
-            ],
+      const outcome = await heartbeating(() =>
+        temporal.workflow
+          .executeUpdateWithStart(registerVersionUpdate, {
+            args: [{ version, requestedAt }],
+            updateId: `register/${version.version}`,
+            startWorkflowOperation: new WithStartWorkflowOperation<(input: FunctionEntityInput) => Promise<void>>(WORKFLOW_TYPES.entity, {
+              workflowId: workflowIds.entity(name),
+              taskQueue: settings.taskQueue,
+              args: [{ name }],
+              workflowIdConflictPolicy: 'USE_EXISTING',
+              typedSearchAttributes: [
+                { key: SEARCH_ATTRIBUTES.function, value: name },
+                { key: SEARCH_ATTRIBUTES.version, value: version.version },
+                { key: SEARCH_ATTRIBUTES.runtime, value: version.config.runtime },
+              ],
+            }),
+          })
+          .catch((error: unknown) => {
+            throw refusal(error);
           }),
-        })
-        .catch((error) => {
-          // The entity refused the version (it could not start, or the function was removed):
-          // retrying would only do the same again.
-          if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
-            throw ApplicationFailure.create({ type: error.cause.type ?? undefined, message: error.cause.message, nonRetryable: true });
-          }
-          throw error;
-        });
+      );
+      if (outcome.activated) events.publish({ type: 'function-changed', name });
+      return outcome;
+    },
+
+    /**
+     * Tells the entity that a cold start's container answers. The entity keeps it, or removes it
+     * when a deploy or a removal overtook the start (a function that is gone removes it here).
+     */
+    async reportInstance({ name, instance }: { name: string; instance: Instance }): Promise<InstanceOutcome> {
+      try {
+        return await temporal.workflow
+          .getHandle(workflowIds.entity(name))
+          // Retries of this report are one update; a later cold start that adopts the container reports it afresh.
+          .executeUpdate(instanceStartedUpdate, {
+            args: [instance],
+            updateId: `started/${instance.instanceId}/${Context.current().info.workflowExecution?.runId}`,
+          });
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError)) throw refusal(error);
+        await docker
+          .getContainer(instance.containerId)
+          .remove({ force: true })
+          .catch(() => undefined);
+        return { accepted: false, reason: 'removed' };
+      }
     },
   };
 }

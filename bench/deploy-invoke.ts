@@ -13,10 +13,11 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
+import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import type { FunctionState } from '../lib/types';
 
-const apiUrl = process.env.API_URL ?? 'http://localhost:8080';
-const token = process.env.AUTH_TOKEN ?? 'dev-token';
+const apiUrl = process.env.API_URL ?? DEFAULT_API_URL;
+const token = process.env.AUTH_TOKEN ?? DEV_TOKEN;
 const flag = process.argv.indexOf('--requests');
 const requests = flag > 0 ? Number(process.argv[flag + 1]) : 2000;
 const name = 'bench-hello';

@@ -19,10 +19,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
+import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import type { FunctionState } from '../lib/types';
 
-const apiUrl = process.env.API_URL ?? 'http://localhost:8080';
-const token = process.env.AUTH_TOKEN ?? 'dev-token';
+const apiUrl = process.env.API_URL ?? DEFAULT_API_URL;
+const token = process.env.AUTH_TOKEN ?? DEV_TOKEN;
 const option = (flag: string, fallback: string) => {
   const at = process.argv.indexOf(flag);
   return at > 0 ? (process.argv[at + 1] ?? fallback) : fallback;

@@ -10,15 +10,16 @@
  * Uses API_URL, AUTH_TOKEN and PLAT_HOME like the CLI and the worker.
  */
 import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
 import { init } from '../cli/commands/init';
 import { RUNTIME_NAMES, RUNTIMES } from '../lib/runtimes';
+import { DEFAULT_API_URL, DEV_TOKEN, loadSettings } from '../lib/settings';
 
-const api = new Api({ apiUrl: process.env.API_URL ?? 'http://localhost:8080', token: process.env.AUTH_TOKEN ?? 'dev-token' });
+const api = new Api({ apiUrl: process.env.API_URL ?? DEFAULT_API_URL, token: process.env.AUTH_TOKEN ?? DEV_TOKEN });
 const docker = new Docker();
 const runtimes = process.argv.slice(2).length > 0 ? process.argv.slice(2) : RUNTIME_NAMES;
 
@@ -40,7 +41,7 @@ for (const runtime of runtimes) {
   if (RUNTIMES[runtime]?.language === 'js') {
     await writeFile(join(dir, 'package.json'), JSON.stringify({ name, private: true, dependencies: { hono: '4.6.14' } }));
   }
-  await rm(join(process.env.PLAT_HOME ?? join(homedir(), '.plat'), 'cache', 'deps'), { recursive: true, force: true });
+  await rm(join(loadSettings().dataDir, 'cache', 'deps'), { recursive: true, force: true });
   const quiet = { log: () => {} };
 
   const [first, firstMs] = await timed(() => deploy(api, dir, quiet));

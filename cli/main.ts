@@ -1,6 +1,7 @@
 import { cac } from 'cac';
 import pkg from '../package.json' with { type: 'json' };
 import { RUNTIME_NAMES } from '../lib/runtimes';
+import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import { Api, CliError } from './api';
 import { deploy } from './commands/deploy';
 import { init } from './commands/init';
@@ -14,12 +15,9 @@ interface GlobalOptions {
   json?: boolean;
 }
 
-/** The local stack's development token: what `npm start` gives the gateway when AUTH_TOKEN is unset. */
-const DEV_TOKEN = 'dev-token';
-
 function api(options: GlobalOptions): Api {
   return new Api({
-    apiUrl: options.apiUrl ?? process.env.API_URL ?? 'http://localhost:8080',
+    apiUrl: options.apiUrl ?? process.env.API_URL ?? DEFAULT_API_URL,
     token: options.token ?? process.env.AUTH_TOKEN ?? DEV_TOKEN,
   });
 }
@@ -28,7 +26,7 @@ const print = (text: string) => console.log(text);
 const cli = cac('plat');
 
 cli
-  .option('--api-url <url>', 'Gateway URL (env API_URL, default http://localhost:8080)')
+  .option('--api-url <url>', `Gateway URL (env API_URL, default ${DEFAULT_API_URL})`)
   .option('--token <token>', 'Bearer token (env AUTH_TOKEN, default the local dev token)')
   .option('--json', 'Print JSON (errors too)');
 

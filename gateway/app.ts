@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { Elysia } from 'elysia';
-import type { RegistryApi } from '../activities/registry-api';
+import type { RegistryApi } from '../lib/registry-api';
 import type { Settings } from '../lib/settings';
 import { createTokenCheck } from './auth';
 import { errorHandling } from './errors';

@@ -12,6 +12,8 @@ function body(code: ErrorBody['error']['code'], message: string): ErrorBody {
 export const errorHandling = new Elysia({ name: 'errors' }).error({ PlatError }).onError({ as: 'global' }, ({ code, error, set }) => {
   if (error instanceof PlatError) {
     set.status = error.status;
+    // Answers of 500 and more are the platform's (or a function's) failures: logged once, with what caused them.
+    if (error.status >= 500) console.error(`${error.code}: ${error.message}`, ...(error.cause ? [error.cause] : []));
     // Tells the platform's own errors apart from a function's answers on invoke routes.
     set.headers['x-plat-error'] = error.code;
     if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';

@@ -1,7 +1,8 @@
-import { Client, Connection } from '@temporalio/client';
-import { RegistryApi } from '../activities/registry-api';
-import { loadSettings } from '../lib/settings';
+import { RegistryApi } from '../lib/registry-api';
+import { LIMITS, loadSettings } from '../lib/settings';
 import { createApp } from './app';
+import { followEvents } from './invoke/events';
+import { connectTemporal } from './temporal';
 
 const settings = loadSettings();
 if (!settings.authToken) {
@@ -9,19 +10,22 @@ if (!settings.authToken) {
   process.exit(1);
 }
 
-const connection = await Connection.connect({ address: settings.temporalAddress });
-const temporal = new Client({ connection, namespace: settings.temporalNamespace });
+// Lazy: the gateway starts, and warm functions answer, while Temporal is away.
+const { connection, client: temporal } = connectTemporal(settings);
 const { app, invoke } = createApp({
   temporal,
   registry: new RegistryApi(settings.registry),
   settings: { ...settings, authToken: settings.authToken },
 });
 invoke.startRevalidation();
+const events = new AbortController();
+void followEvents(settings.eventsSocket, (event) => invoke.onEvent(event), events.signal);
 
-app.listen({ port: settings.port, hostname: process.env.HOST || '127.0.0.1', idleTimeout: 255, maxRequestBodySize: 80 * 1024 * 1024 });
+app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: LIMITS.requestBodyBytes });
 console.log(`gateway listening on http://${app.server?.hostname}:${app.server?.port} (task queue "${settings.taskQueue}")`);
 
 const shutdown = async () => {
+  events.abort();
   invoke.stop();
   await app.stop();
   await connection.close();

@@ -42,6 +42,10 @@ export const FAILURE_TYPES = {
   HealthCheckFailed: 'COLD_START_FAILED',
   VersionStartFailed: 'START_FAILED',
   BaseImageMissing: 'PLATFORM_UNAVAILABLE',
+  /** The Docker engine does not answer: a deploy waits for it, a cold start answers 503. */
+  EngineUnavailable: 'PLATFORM_UNAVAILABLE',
+  /** A cold start's version was replaced by a deploy while it started: the gateway routes again. */
+  VersionSuperseded: 'COLD_START_FAILED',
   BuildContextMissing: 'DEPLOY_FAILED',
   DeployFailed: 'DEPLOY_FAILED',
 } as const satisfies Record<string, ErrorCode>;
@@ -55,8 +59,9 @@ export function codeForFailureType(type: string | undefined | null): ErrorCode |
 /** An error with a code the gateway can answer with, raised by services and mapped once in app.ts. */
 export class PlatError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
+  /** What caused it, kept for the log of an answer ≥ 500; never sent to the client. */
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'PlatError';
     this.code = code;
   }

@@ -1,5 +1,6 @@
 import { functionNameProblem } from './names';
 import { RUNTIME_NAMES, RUNTIMES } from './runtimes';
+import { LIMITS } from './settings';
 
 /** function.json, as the user writes it and as the platform stores it (defaults filled in). */
 export interface FunctionConfig {
@@ -74,6 +75,11 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
         else env[key] = value;
       }
     }
+  }
+
+  const envBytes = Object.entries(env).reduce((sum, [k, v]) => sum + new TextEncoder().encode(`${k}=${v}`).byteLength, 0);
+  if (envBytes > LIMITS.envBytes) {
+    problems.push(`env is ${(envBytes / 1024).toFixed(1)} KiB; names and values together may take ${LIMITS.envBytes / 1024} KiB`);
   }
 
   const memory = numberField(input, 'memory', problems);

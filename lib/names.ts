@@ -41,7 +41,32 @@ export const LABELS = {
   managed: 'dev.plat.managed',
   function: 'dev.plat.function',
   version: 'dev.plat.version',
+  /** The container's instance id (see Instance.instanceId). */
+  instance: 'dev.plat.instance',
+  /**
+   * The task queue of the platform that made the container: a worker watches, reports and reaps
+   * only its own platform's containers, so several platforms (say, a test run's) share one engine.
+   */
+  queue: 'dev.plat.queue',
 } as const;
+
+/**
+ * The instance check (see Instance.instanceId): the gateway names the instance a request is for in
+ * INSTANCE_HEADER; the runtime knows its own id from INSTANCE_ENV and answers a request for another
+ * one with 421 and `REFUSED_HEADER: instance`. The runtimes' bootstraps spell these out themselves.
+ */
+export const INSTANCE_HEADER = 'x-plat-instance';
+export const INSTANCE_ENV = 'PLAT_INSTANCE_ID';
+export const REFUSED_HEADER = 'x-plat-refused';
+
+/**
+ * A container's name: it follows from the function, the version and the instance id, which the
+ * workflow chooses before it asks for the container, so a create that is retried (its activity
+ * timed out, its worker died) finds the container the first attempt made instead of adding one.
+ */
+export function containerName(fn: string, version: string, instanceId: string): string {
+  return `plat-${fn}-${version}-${instanceId.slice(0, 12)}`;
+}
 
 /** Search attributes on the entity and deploy workflows; scripts/infra.sh registers them. */
 export const SEARCH_ATTRIBUTES = {

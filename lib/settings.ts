@@ -1,5 +1,50 @@
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+/**
+ * The platform's settings: what the environment configures (read once, by loadSettings) and the
+ * limits and timings every part agrees on, each with its reason. Pure: no I/O and nothing read at
+ * import time, so workflow code may import the constants too.
+ */
+
+const MiB = 1024 * 1024;
+
+/** The local stack's development token: what `npm start` gives the gateway when AUTH_TOKEN is unset. */
+export const DEV_TOKEN = 'dev-token';
+export const DEFAULT_API_URL = 'http://localhost:8080';
+
+export const LIMITS = {
+  /**
+   * The largest request body the gateway reads: a deploy upload (the archive below plus
+   * function.json and multipart framing), and an invocation's body (proxied as a stream).
+   */
+  requestBodyBytes: 80 * MiB,
+  /** A deploy's archive as uploaded (compressed): larger folders list their big files in .platignore. */
+  archiveBytes: 64 * MiB,
+  /** What an archive may unpack to, against zip bombs. */
+  unpackedBytes: 256 * MiB,
+  unpackedFiles: 10_000,
+  /**
+   * function.json as uploaded. It travels in every Temporal payload of the deploy and of the
+   * function's entity (which refuses payloads over 2 MB), so it stays small.
+   */
+  functionJsonBytes: 64 * 1024,
+  /**
+   * A function's `env`, names and values together. Linux refuses a single variable over 128 KiB
+   * when it starts the process ("argument list too long"), and every byte is repeated in the entity's
+   * state for each of the versions it keeps.
+   */
+  envBytes: 32 * 1024,
+} as const;
+
+/** How often a gateway re-reads the entities of the functions it routes to (the fallback to pushed events). */
+export const ROUTE_REVALIDATE_MS = 3000;
+
+/**
+ * How long a replaced version's containers keep running after the switch: a gateway that missed
+ * the pushed change notices it at its next revalidation, so requests it routed there still land.
+ */
+export const DRAIN_MS = ROUTE_REVALIDATE_MS + 2000;
+
+/** How long a gateway waits for Temporal before it answers 503 PLATFORM_UNAVAILABLE. */
+export const TEMPORAL_CALL_TIMEOUT_MS = 2000;
 
 /** Settings of the gateway and worker processes, from the environment (see README). */
 export interface Settings {
@@ -9,20 +54,41 @@ export interface Settings {
   /** host:port of the registry as Docker sees it, e.g. localhost:5001 */
   registry: string;
   dataDir: string;
+  /** The gateway's address. */
+  host: string;
   port: number;
   /** Undefined when AUTH_TOKEN is unset; the local stack sets a default. */
   authToken?: string;
+  /** Where the worker publishes container events that gateways on this host subscribe to. */
+  eventsSocket: string;
+  /**
+   * How long a function container that exited stays before the worker removes it (its log is read
+   * meanwhile, e.g. the log of a start that failed); one never started stays twice as long.
+   */
+  reapAfterMs: number;
+  /** Base images that replace a runtime's default (PLAT_BASE_IMAGE_<RUNTIME>, e.g. PLAT_BASE_IMAGE_PYTHON_FLASK). */
+  baseImages: Record<string, string>;
 }
 
 export function loadSettings(env: Record<string, string | undefined> = process.env): Settings {
+  const dataDir = env.PLAT_HOME || `${env.HOME || '/root'}/.plat`;
+  const baseImages: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    const match = /^PLAT_BASE_IMAGE_([A-Z0-9_]+)$/.exec(key);
+    if (match?.[1] && value) baseImages[match[1].toLowerCase().replaceAll('_', '-')] = value;
+  }
   return {
     temporalAddress: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
     temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
     taskQueue: env.PLAT_TASK_QUEUE || 'plat',
     registry: env.REGISTRY || 'localhost:5001',
-    dataDir: env.PLAT_HOME || join(homedir(), '.plat'),
+    dataDir,
+    host: env.HOST || '127.0.0.1',
     port: Number(env.PORT || 8080),
     authToken: env.AUTH_TOKEN || undefined,
+    eventsSocket: env.PLAT_EVENTS_SOCKET || `${dataDir}/run/events.sock`,
+    reapAfterMs: Number(env.PLAT_REAP_AFTER_SECONDS || 60) * 1000,
+    baseImages,
   };
 }
 

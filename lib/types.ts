@@ -14,10 +14,23 @@ export interface FunctionVersion {
 /** A running container serving a function. */
 export interface Instance {
   containerId: string;
+  /**
+   * A random id the container gets when it is created. The gateway sends it with every request
+   * (`x-plat-instance`) and the runtime refuses a request that names another instance (421), so a
+   * route can never reach a different container that took over the same bridge address.
+   */
+  instanceId: string;
   version: string;
   /** Where the gateway proxies to: the container on the functions' bridge, e.g. http://172.19.0.2:8080 */
   url: string;
   startedAt: string;
+}
+
+/** Containers a switch replaced, stopped once the drain ends. */
+export interface Retirement {
+  containerIds: string[];
+  /** When the drain ends (ISO time). */
+  at: string;
 }
 
 /** What the function entity workflow holds and answers to `describe`. */
@@ -25,14 +38,34 @@ export interface FunctionState {
   name: string;
   createdAt: string;
   activeVersion?: string;
+  /**
+   * When the deploy that made activeVersion active started. Overlapping deploys are ordered by it:
+   * the one that started last wins, and one that started earlier but registers later is recorded,
+   * not activated.
+   */
+  activatedAt?: string;
   versions: FunctionVersion[];
   instances: Instance[];
+  /** Replaced containers still draining; carried over by continue-as-new. */
+  retiring: Retirement[];
   /** Set by removal, just before the entity workflow completes. */
   removed?: boolean;
 }
 
-export const DEPLOY_STEPS = ['validate', 'package', 'build', 'push', 'register'] as const;
+/** What the entity answers a registration: whether the version now serves (see FunctionState.activatedAt). */
+export interface RegisterOutcome {
+  activated: boolean;
+  activeVersion: string;
+}
+
+/** What the entity answers a started instance: it serves, or its container was removed. */
+export type InstanceOutcome = { accepted: true } | { accepted: false; reason: 'removed' | 'superseded'; activeVersion?: string };
+
+export const DEPLOY_STEPS = ['package', 'build', 'push', 'register'] as const;
 export type DeployStep = (typeof DEPLOY_STEPS)[number];
+
+/** What a deploy step shows while the Docker engine is away. */
+export const WAITING_FOR_ENGINE = 'waiting for the Docker engine';
 
 export interface StepProgress {
   step: DeployStep;
@@ -55,6 +88,10 @@ export interface DeployResult {
   version: string;
   image: string;
   digest: string;
+  /** False when a deploy that started later is already active: this version is kept, not served. */
+  activated: boolean;
+  /** The version that serves once the deploy ends. */
+  activeVersion: string;
 }
 
 export interface ColdStartInput {
@@ -69,3 +106,18 @@ export type DeployEvent =
   | { type: 'notice'; message: string }
   | { type: 'done'; result: DeployResult }
   | { type: 'error'; error: { code: string; message: string } };
+
+/** One line of `GET /functions`. */
+export interface FunctionSummary {
+  name: string;
+  version?: string;
+  runtime?: string;
+  updatedAt?: string;
+}
+
+/** A deploy the gateway accepted: `POST /functions` answers it, `?wait=true` streams its events. */
+export interface Deployment {
+  name: string;
+  version: string;
+  workflowId: string;
+}

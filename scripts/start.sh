@@ -15,7 +15,7 @@ step "worker"
 if is_running worker; then
   ok "worker already running (pid $(cat "$RUN_DIR/worker.pid"))"
 else
-  start_bg worker node --import tsx "$ROOT/worker/main.ts"
+  start_bg worker bash "$ROOT/scripts/supervise.sh" worker node --import tsx "$ROOT/worker/main.ts"
   wait_started worker 90 grep -q "worker polling" "$LOG_DIR/worker.log" ||
     die "worker" "$LOG_DIR/worker.log" "did not start polling within 90 s"
   ok "worker started (log: $LOG_DIR/worker.log)"
@@ -25,7 +25,7 @@ step "gateway"
 if http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz"; then
   ok "gateway answers on port $GATEWAY_PORT"
 else
-  start_bg gateway "$BUN" "$ROOT/gateway/main.ts"
+  start_bg gateway bash "$ROOT/scripts/supervise.sh" gateway "$BUN" "$ROOT/gateway/main.ts"
   wait_started gateway 30 http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ||
     die "gateway" "$LOG_DIR/gateway.log" "did not answer on port $GATEWAY_PORT within 30 s"
   ok "gateway started (log: $LOG_DIR/gateway.log)"

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # npm test: installs what is missing, makes sure the infrastructure runs (engine, registry, Temporal,
-# base images) and runs the whole suite. The suite starts its own worker and gateway. Whatever this
-# script had to start, it stops again at the end; parts that were running already stay running.
+# base images, the workflow tests' time-skipping server) and runs the whole suite: lint and types,
+# then unit, workflow and integration tests, then the fault tests, which stop and restart shared
+# parts (Temporal, the engine) and so run last, alone. The suite starts its own worker and gateway.
+# Whatever this script had to start, it stops again at the end; parts that were running stay running.
+# With arguments, runs `bun test` with them instead of the whole suite.
 source "$(dirname "${BASH_SOURCE[0]}")/infra.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/test-server.sh"
 
 # (an if, not `is_running && …`: under set -e a false last test would end the script right here)
 started_before=" "
@@ -19,17 +23,41 @@ cleanup() {
 trap cleanup EXIT
 
 ensure_infra
+ensure_test_server
 
-step "bun test"
 cd "$ROOT"
-log="$(mktemp)"
-set +e
-"$BUN" test --timeout 300000 "$@" 2>&1 | tee "$log"
-code=${PIPESTATUS[0]}
-set -e
+passed=0
+failed=0
+# run_bun LABEL ARGS...: one `bun test` run, its counts added to the totals.
+run_bun() {
+  local label="$1" log code
+  shift
+  step "bun test: $label"
+  log="$(mktemp)"
+  set +e
+  "$BUN" test --timeout 300000 "$@" 2>&1 | tee "$log"
+  code=${PIPESTATUS[0]}
+  set -e
+  local pass fail
+  pass="$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | tr -dc 0-9)"
+  fail="$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | tr -dc 0-9)"
+  passed=$((passed + ${pass:-0}))
+  failed=$((failed + ${fail:-0}))
+  rm -f "$log"
+  return "$code"
+}
+
+code=0
+if [ "$#" -gt 0 ]; then
+  run_bun "$*" "$@" || code=$?
+else
+  step "lint and types"
+  node_modules/.bin/biome check . || code=1
+  node_modules/.bin/tsc --noEmit -p . || code=1
+  if [ "$code" -eq 0 ]; then ok "biome and tsc are clean"; fi
+  run_bun "unit, workflows, integration" tests/unit tests/workflows tests/integration || code=$?
+  run_bun "faults (stop and restart shared parts)" tests/faults || code=$?
+fi
 # A closing line any CI can read, from bun's own counts.
-passed="$(grep -Eo '^ *[0-9]+ pass$' "$log" | tail -1 | tr -dc 0-9)"
-failed="$(grep -Eo '^ *[0-9]+ fail$' "$log" | tail -1 | tr -dc 0-9)"
-rm -f "$log"
-echo "${passed:-0} passed, ${failed:-0} failed"
+echo "$passed passed, $failed failed"
 exit "$code"

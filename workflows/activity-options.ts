@@ -1,8 +1,18 @@
 import type { ActivityOptions } from '@temporalio/workflow';
 import { FAILURE_TYPES } from '../lib/errors';
 
-/** Failures that retrying cannot fix: the user's input or code is wrong. */
+/**
+ * Failures that retrying cannot fix: the user's input or code is wrong, or (EngineUnavailable) the
+ * workflow decides itself how to wait for the engine.
+ */
 const NON_RETRYABLE = Object.keys(FAILURE_TYPES);
+
+/**
+ * How long a step may go without a heartbeat before Temporal takes its worker for dead and runs it
+ * again on another: long steps heartbeat every 2 s whatever they print (activities/docker-helpers
+ * `heartbeating`), so a worker killed mid-deploy costs seconds, not the step's whole timeout.
+ */
+const HEARTBEAT = '10 seconds';
 
 /** Quick Docker or registry calls: retried a few times for an engine that restarts or a registry that blips. */
 export const dockerShort: ActivityOptions = {
@@ -13,32 +23,41 @@ export const dockerShort: ActivityOptions = {
 /** Fetching and unpacking the source, resolving dependencies. */
 export const packaging: ActivityOptions = {
   startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
-/** docker build: long, heartbeats on each line of output. */
+/** docker build. */
 export const imageBuild: ActivityOptions = {
   startToCloseTimeout: '15 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { initialInterval: '2 seconds', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
+  heartbeatTimeout: HEARTBEAT,
+  retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
 /** docker push, or pull by digest on a cold start. */
 export const imageTransfer: ActivityOptions = {
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
 /** Waiting for a new container to answer its health route: the activity polls, so one attempt. */
 export const healthCheck: ActivityOptions = {
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT,
   retry: { maximumAttempts: 1 },
 };
 
-/** Talking to Temporal itself (the function entity) from an activity. */
+/** Talking to Temporal itself (the function entity) from an activity; a registration may wait for a container start. */
 export const temporalCall: ActivityOptions = {
-  startToCloseTimeout: '1 minute',
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+};
+
+/** A deploy waiting for the Docker engine to come back: how long it waits before it gives up. */
+export const engineWait: ActivityOptions = {
+  scheduleToCloseTimeout: '10 minutes',
+  heartbeatTimeout: HEARTBEAT,
+  retry: { initialInterval: '1 second', maximumInterval: '5 seconds' },
 };

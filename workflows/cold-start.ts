@@ -1,40 +1,48 @@
-import { ApplicationFailure, getExternalWorkflowHandle, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { workflowIds } from '../lib/names';
 import type { ColdStartInput, FunctionVersion, Instance } from '../lib/types';
-import { dockerShort, healthCheck, imageTransfer } from './activity-options';
-import { instanceStartedSignal } from './definitions';
+import { dockerShort, healthCheck, imageTransfer, temporalCall } from './activity-options';
 
 const { findInstance, createContainer, startContainer, removeContainer } = proxyActivities<Activities>(dockerShort);
 const { ensureImage } = proxyActivities<Activities>(imageTransfer);
 const { waitHealthy } = proxyActivities<Activities>(healthCheck);
+const { reportInstance } = proxyActivities<Activities>(temporalCall);
+
+/** How long a new container has to answer its health route. */
+export const START_TIMEOUT_MS = 30_000;
 
 /**
  * coldstart/<fn>: started by the gateway with the "use existing" conflict policy, so any number of
- * concurrent first requests share one run and one container start.
+ * concurrent first requests share one run and one container start. The entity has the last word:
+ * a start that a deploy or a removal overtook is refused, and its container removed.
  */
 export async function coldStart({ name, version }: ColdStartInput): Promise<Instance> {
-  // A container may already run that the entity does not list (its start was reported to an
-  // entity that has since lost it, or after an engine restart): it is reported like a new one.
+  // A container may already run that the entity does not list (its report was lost, or the
+  // gateway restarted): it is reported like a new one.
   const instance = (await findInstance({ name, version: version.version })) ?? (await startInstance(name, version));
-  try {
-    await getExternalWorkflowHandle(workflowIds.entity(name)).signal(instanceStartedSignal, instance);
-  } catch {
-    // The function was removed while its container started.
-    await removeContainer({ containerId: instance.containerId });
-    throw removedWhileStarting(name);
-  }
-  return instance;
+  const outcome = await reportInstance({ name, instance });
+  if (outcome.accepted) return instance;
+  if (outcome.reason === 'removed') throw removedWhileStarting(name);
+  throw ApplicationFailure.create({
+    type: 'VersionSuperseded',
+    message: `${version.version} of ${name} was replaced by ${outcome.activeVersion} while it started`,
+    nonRetryable: true,
+  });
 }
 
-/** Starts a container of the version and waits until it answers its health route; removes it if it never does. */
+/**
+ * Starts a container of the version and waits until it answers its health route; removes it if it
+ * never does. The instance id is chosen here, in the workflow, so every retry of the create names
+ * the same container.
+ */
 export async function startInstance(name: string, version: FunctionVersion): Promise<Instance> {
+  const instanceId = uuid4().replaceAll('-', '');
   await ensureImage({ image: version.image });
-  const containerId = await createContainer({ name, version });
+  const containerId = await createContainer({ name, version, instanceId });
   try {
     const url = await startContainer({ containerId });
-    await waitHealthy({ url, containerId, timeoutMs: 30_000 });
-    return { containerId, version: version.version, url, startedAt: new Date().toISOString() };
+    await waitHealthy({ url, containerId, instanceId, timeoutMs: START_TIMEOUT_MS });
+    return { containerId, instanceId, version: version.version, url, startedAt: new Date().toISOString() };
   } catch (error) {
     await removeContainer({ containerId });
     throw error;

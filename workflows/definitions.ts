@@ -3,7 +3,7 @@
  * Free of workflow code, so the gateway and activities import it without the workflow sandbox.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { FunctionState, FunctionVersion, Instance, StepProgress } from '../lib/types';
+import type { FunctionState, FunctionVersion, Instance, InstanceOutcome, RegisterOutcome, StepProgress } from '../lib/types';
 
 export const WORKFLOW_TYPES = {
   deploy: 'deployFunction',
@@ -15,12 +15,26 @@ export interface FunctionEntityInput {
   name: string;
   /** Carried over by continue-as-new. */
   state?: FunctionState;
+  /** History length at which the entity continues as new, unless the server suggests it sooner (default ENTITY_HISTORY_LIMIT). */
+  historyLimit?: number;
+}
+
+/** Well under the server's own suggestion (thousands of events): a describe replays little after a worker restart. */
+export const ENTITY_HISTORY_LIMIT = 2000;
+
+export interface RegisterInput {
+  version: FunctionVersion;
+  /** When the deploy started (its workflow's start time, the server's clock): orders overlapping deploys. */
+  requestedAt: string;
 }
 
 export const describeQuery = defineQuery<FunctionState>('describe');
-export const registerVersionUpdate = defineUpdate<void, [FunctionVersion]>('registerVersion');
+/** Sent with updateId = the version id: a retried registration is answered, not redone. */
+export const registerVersionUpdate = defineUpdate<RegisterOutcome, [RegisterInput]>('registerVersion');
 export const removeUpdate = defineUpdate<{ removedContainers: number }, []>('remove');
-export const instanceStartedSignal = defineSignal<[Instance]>('instanceStarted');
+/** Sent by a cold start with updateId = the instance id and the cold start's run. */
+export const instanceStartedUpdate = defineUpdate<InstanceOutcome, [Instance]>('instanceStarted');
+/** A container that died, was removed, or stopped answering: sent by the worker's engine watch and by gateways. */
 export const instanceGoneSignal = defineSignal<[string]>('instanceGone');
 
 export const progressQuery = defineQuery<StepProgress[]>('progress');

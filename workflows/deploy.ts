@@ -1,8 +1,7 @@
-import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { describeProblems, validateFunctionConfig } from '../lib/function-config';
-import { DEPLOY_STEPS, type DeployInput, type DeployResult, type DeployStep, type StepProgress } from '../lib/types';
-import { dockerShort, imageBuild, imageTransfer, packaging, temporalCall } from './activity-options';
+import { DEPLOY_STEPS, WAITING_FOR_ENGINE, type DeployInput, type DeployResult, type DeployStep, type StepProgress } from '../lib/types';
+import { dockerShort, engineWait, imageBuild, imageTransfer, packaging, temporalCall } from './activity-options';
 import { progressQuery } from './definitions';
 
 const { packageSource } = proxyActivities<Activities>(packaging);
@@ -10,11 +9,15 @@ const { buildImage } = proxyActivities<Activities>(imageBuild);
 const { pushImage } = proxyActivities<Activities>(imageTransfer);
 const { registerVersion } = proxyActivities<Activities>(temporalCall);
 const { cleanupBuild } = proxyActivities<Activities>(dockerShort);
+const { waitForEngine } = proxyActivities<Activities>(engineWait);
 
 /**
- * deploy/<fn>/<version>: validate → package → build → push → register. A failure in any step
+ * deploy/<fn>/<version>: package → build → push → register. The gateway validated the input before
+ * it started this workflow; it is not checked again here, because a replay must take the decisions
+ * the first run took even if the rules have changed since. A failure in any step
  * fails the deploy with that step's message; the function's active version is untouched until the
- * register step, so a failed deploy leaves the previous version serving.
+ * register step, so a failed deploy leaves the previous version serving. A step that finds the Docker
+ * engine away waits for it (its progress says so) and runs again once it answers.
  */
 export async function deployFunction(input: DeployInput): Promise<DeployResult> {
   const steps: StepProgress[] = DEPLOY_STEPS.map((step) => ({ step, status: 'pending' }));
@@ -25,7 +28,9 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
     step.status = 'running';
     step.startedAt = new Date().toISOString();
     try {
-      const result = await work();
+      const result = await untilEngineAnswers(work, (waiting) => {
+        step.detail = waiting ? WAITING_FOR_ENGINE : undefined;
+      });
       step.status = 'done';
       step.detail = detail?.(result);
       return result;
@@ -43,12 +48,6 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
   let succeeded = false;
   let discardImage: { tag: string; digest: string } | undefined;
   try {
-    await run('validate', async () => {
-      const checked = validateFunctionConfig(config);
-      if (!checked.ok) {
-        throw ApplicationFailure.create({ type: 'InvalidConfig', message: describeProblems(checked.problems), nonRetryable: true });
-      }
-    });
     const packaged = await run(
       'package',
       () => packageSource({ name, version, config, sourceDigest: input.sourceDigest }),
@@ -65,27 +64,62 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
       (p) => p.digest,
     );
     discardImage = { tag: built.tag, digest: pushed.digest };
-    await run(
+    const registered = await run(
       'register',
       () =>
         registerVersion({
-          version,
-          image: pushed.image,
-          digest: pushed.digest,
-          config,
-          sourceDigest: input.sourceDigest,
-          deployedAt: new Date().toISOString(),
+          version: {
+            version,
+            image: pushed.image,
+            digest: pushed.digest,
+            config,
+            sourceDigest: input.sourceDigest,
+            deployedAt: new Date().toISOString(),
+          },
+          requestedAt: workflowInfo().startTime.toISOString(),
         }),
-      () => `${name} now serves ${version}`,
+      (r) =>
+        r.activated ? `${name} now serves ${version}` : `kept, not served: ${r.activeVersion}, from a deploy that started later, serves`,
     );
     succeeded = true;
-    return { name, version, image: pushed.image, digest: pushed.digest };
+    return { name, version, image: pushed.image, digest: pushed.digest, ...registered };
   } finally {
     // A failed deploy leaves nothing behind: neither its build context, nor its uploaded source,
     // nor an image it pushed (a version that could not start).
     const discard = succeeded ? {} : { discardSource: input.sourceDigest, discardImage };
     await CancellationScope.nonCancellable(() => cleanupBuild({ name, version, ...discard }));
   }
+}
+
+/**
+ * Runs a step; when it finds the Docker engine away, waits until the engine answers (telling the
+ * step's progress) and runs it again. Gives up, plainly, when waitForEngine's timeout passes.
+ */
+async function untilEngineAnswers<T>(work: () => Promise<T>, waiting: (waiting: boolean) => void): Promise<T> {
+  for (;;) {
+    try {
+      return await work();
+    } catch (error) {
+      if (failureType(error) !== 'EngineUnavailable') throw error;
+    }
+    waiting(true);
+    try {
+      await waitForEngine();
+    } catch {
+      throw ApplicationFailure.create({
+        type: 'EngineUnavailable',
+        message: `the Docker engine did not answer for ${engineWait.scheduleToCloseTimeout}; start it (npm start) and deploy again`,
+        nonRetryable: true,
+      });
+    }
+    waiting(false);
+  }
+}
+
+function failureType(error: unknown): string | undefined {
+  let cause: unknown = error;
+  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
 /**

@@ -1,25 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describeProblems, parseFunctionConfig } from '../../lib/function-config';
+import { lines } from '../../lib/ndjson';
 import type { DeployEvent, DeployResult } from '../../lib/types';
 import { type Api, CliError, errorFrom } from '../api';
 import { seconds, style } from '../output';
 import { packFolder } from '../pack';
 
-/** Splits a byte stream into lines of JSON. */
+/** The deploy's events, one JSON object a line. */
 async function* ndjson(body: ReadableStream<Uint8Array>): AsyncGenerator<DeployEvent> {
-  const decoder = new TextDecoder();
-  let buffered = '';
-  for await (const chunk of body) {
-    buffered += decoder.decode(chunk, { stream: true });
-    let newline = buffered.indexOf('\n');
-    while (newline >= 0) {
-      const line = buffered.slice(0, newline).trim();
-      buffered = buffered.slice(newline + 1);
-      if (line) yield JSON.parse(line) as DeployEvent;
-      newline = buffered.indexOf('\n');
-    }
-  }
+  for await (const line of lines(body)) if (line) yield JSON.parse(line) as DeployEvent;
 }
 
 /** plat deploy [dir]: packs the folder, uploads it and shows each step of the deploy as it happens. */
@@ -57,8 +47,8 @@ export async function deploy(
       case 'step':
         if (options.json) break;
         if (event.status === 'running') {
-          stepStarted.set(event.step, Date.now());
-          log(`  ${style.cyan('…')} ${event.step}`);
+          if (!stepStarted.has(event.step)) stepStarted.set(event.step, Date.now());
+          log(`  ${style.cyan('…')} ${event.step}${event.detail ? ` ${style.yellow(event.detail)}` : ''}`);
         } else {
           const took = Date.now() - (stepStarted.get(event.step) ?? Date.now());
           const mark = event.status === 'done' ? style.green('✓') : style.red('✗');
@@ -70,7 +60,11 @@ export async function deploy(
         if (!options.json) log(`  ${style.yellow('!')} ${event.message}`);
         break;
       case 'done':
-        if (!options.json) {
+        if (!options.json && !event.result.activated) {
+          log(
+            `${style.yellow('Kept')} ${config.name} ${event.result.version}, but ${event.result.activeVersion} serves: its deploy started later`,
+          );
+        } else if (!options.json) {
           log(`${style.green('Deployed')} ${config.name} ${event.result.version} in ${seconds(Date.now() - started)}`);
           log(`  ${api.url(`/function/${config.name}`)}`);
         }

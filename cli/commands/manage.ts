@@ -1,5 +1,4 @@
-import type { FunctionSummary } from '../../gateway/functions/service';
-import type { FunctionState } from '../../lib/types';
+import type { FunctionState, FunctionSummary } from '../../lib/types';
 import type { Api } from '../api';
 import { style, table } from '../output';
 

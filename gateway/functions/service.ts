@@ -1,32 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { type Client, WorkflowNotFoundError } from '@temporalio/client';
-import { RegistryApi } from '../../activities/registry-api';
+import { ApplicationFailure, type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import type { RegistryApi } from '../../lib/registry-api';
 import { PlatError } from '../../lib/errors';
 import { describeProblems, parseFunctionConfig } from '../../lib/function-config';
 import { functionNameProblem, newVersion, repositoryPath, SEARCH_ATTRIBUTES, VERSION_PATTERN, workflowIds } from '../../lib/names';
-import type { Settings } from '../../lib/settings';
-import type { DeployEvent, DeployInput, DeployResult, FunctionState, StepProgress } from '../../lib/types';
+import { LIMITS, type Settings } from '../../lib/settings';
+import type { DeployEvent, DeployInput, DeployResult, Deployment, FunctionState, FunctionSummary, StepProgress } from '../../lib/types';
 import { describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
-import { toPlatError } from '../temporal-errors';
+import { rootCause, toPlatError } from '../temporal-errors';
+import { CONTROL_READ_MS, within } from '../temporal';
 
-export const MAX_ARCHIVE_BYTES = 64 * 1024 * 1024;
 const PROGRESS_POLL_MS = 200;
 const QUERY_WAIT_MS = 1000;
 /** After this long with no step started, the deploy stream says that no worker seems to be there. */
 const WORKER_HINT_MS = 10_000;
-
-export interface FunctionSummary {
-  name: string;
-  version?: string;
-  runtime?: string;
-  updatedAt?: string;
-}
-
-export interface Deployment {
-  name: string;
-  version: string;
-  workflowId: string;
-}
 
 /**
  * The control plane as the gateway sees it: function state is read from and written to Temporal
@@ -43,10 +30,11 @@ export class FunctionsService {
   ) {}
 
   async get(name: string): Promise<FunctionState> {
-    const problem = functionNameProblem(name);
-    if (problem) throw new PlatError('BAD_REQUEST', problem);
+    checkName(name);
     try {
-      const state = await this.temporal.workflow.getHandle(workflowIds.entity(name)).query(describeQuery);
+      const state = await within(this.temporal, CONTROL_READ_MS, () =>
+        this.temporal.workflow.getHandle(workflowIds.entity(name)).query(describeQuery),
+      );
       if (state.removed) throw new PlatError('FUNCTION_NOT_FOUND', `function ${name} not found`);
       return state;
     } catch (error) {
@@ -58,45 +46,55 @@ export class FunctionsService {
     const functions: FunctionSummary[] = [];
     try {
       const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running'`;
-      for await (const execution of this.temporal.workflow.list({ query })) {
-        const attrs = execution.typedSearchAttributes;
-        const name = attrs.get(SEARCH_ATTRIBUTES.function);
-        if (!name) continue;
-        functions.push({
-          name,
-          version: attrs.get(SEARCH_ATTRIBUTES.version),
-          runtime: attrs.get(SEARCH_ATTRIBUTES.runtime),
-          updatedAt: execution.startTime.toISOString(),
-        });
-      }
+      await within(this.temporal, CONTROL_READ_MS, async () => {
+        for await (const execution of this.temporal.workflow.list({ query })) {
+          const attrs = execution.typedSearchAttributes;
+          const name = attrs.get(SEARCH_ATTRIBUTES.function);
+          if (!name) continue;
+          functions.push({
+            name,
+            version: attrs.get(SEARCH_ATTRIBUTES.version),
+            runtime: attrs.get(SEARCH_ATTRIBUTES.runtime),
+            updatedAt: execution.startTime.toISOString(),
+          });
+        }
+      });
     } catch (error) {
       throw toPlatError(error, 'INTERNAL');
     }
     return functions.sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  /** Validates the upload, stores the source in the registry and starts the deploy workflow. */
+  /**
+   * Validates the upload, stores the source in the registry and starts the deploy workflow. A deploy
+   * that cannot even start its workflow (Temporal away) takes the source it uploaded back out.
+   */
   async deploy(configText: string, archive: Uint8Array): Promise<Deployment> {
+    if (configText.length > LIMITS.functionJsonBytes) {
+      throw new PlatError('INVALID_FUNCTION_CONFIG', `function.json is larger than ${LIMITS.functionJsonBytes / 1024} KiB`);
+    }
     const parsed = parseFunctionConfig(configText);
     if (!parsed.ok) throw new PlatError('INVALID_FUNCTION_CONFIG', describeProblems(parsed.problems));
     const { config } = parsed;
     if (archive.byteLength === 0) throw new PlatError('INVALID_ARCHIVE', 'the archive is empty');
-    if (archive.byteLength > MAX_ARCHIVE_BYTES) {
+    if (archive.byteLength > LIMITS.archiveBytes) {
       throw new PlatError(
         'PAYLOAD_TOO_LARGE',
-        `the archive is larger than ${MAX_ARCHIVE_BYTES / 1024 / 1024} MiB; list big files in .platignore`,
+        `the archive is larger than ${LIMITS.archiveBytes / 1024 / 1024} MiB; list big files in .platignore`,
       );
     }
     const isGzip = archive[0] === 0x1f && archive[1] === 0x8b;
     const isZip = archive[0] === 0x50 && archive[1] === 0x4b;
     if (!isGzip && !isZip) throw new PlatError('INVALID_ARCHIVE', 'the archive must be a tar.gz or a zip');
 
-    let sourceDigest: string;
+    const repository = repositoryPath(config.name);
+    let upload: { digest: string; created: boolean };
     try {
-      sourceDigest = await this.registry.uploadBlob(repositoryPath(config.name), archive);
+      upload = await this.registry.uploadBlob(repository, archive);
     } catch (error) {
-      throw new PlatError('PLATFORM_UNAVAILABLE', `the registry did not take the source: ${(error as Error).message}`);
+      throw new PlatError('PLATFORM_UNAVAILABLE', `the registry did not take the source: ${(error as Error).message}`, { cause: error });
     }
+    const sourceDigest = upload.digest;
 
     const version = newVersion(new Date(), randomBytes(2).toString('hex'));
     const workflowId = workflowIds.deploy(config.name, version);
@@ -117,26 +115,31 @@ export class FunctionsService {
         () => {},
       );
     } catch (error) {
+      // Only a source this upload created is ours to take back: the same bytes may be a deployed version's.
+      if (upload.created) await this.registry.delete(repository, 'blobs', sourceDigest).catch(() => undefined);
       throw toPlatError(error, 'DEPLOY_FAILED');
     }
     return { name: config.name, version, workflowId };
   }
 
   async deploymentStatus(name: string, version: string) {
+    checkName(name);
     if (!VERSION_PATTERN.test(version)) throw new PlatError('BAD_REQUEST', `"${version}" is not a version id`);
     const handle = this.temporal.workflow.getHandle(workflowIds.deploy(name, version));
     try {
-      const [description, steps] = await Promise.all([handle.describe(), handle.query(progressQuery)]);
-      const status = description.status.name;
-      let result: DeployResult | undefined;
-      let error: { code: string; message: string } | undefined;
-      if (status === 'COMPLETED') result = await handle.result();
-      else if (status !== 'RUNNING')
-        error = await handle.result().then(
-          () => undefined,
-          (e) => toPlatError(e, 'DEPLOY_FAILED').toJSON().error,
-        );
-      return { name, version, workflowId: handle.workflowId, status, steps, result, error };
+      return await within(this.temporal, CONTROL_READ_MS, async () => {
+        const [description, steps] = await Promise.all([handle.describe(), handle.query(progressQuery)]);
+        const status = description.status.name;
+        let result: DeployResult | undefined;
+        let error: { code: string; message: string } | undefined;
+        if (status === 'COMPLETED') result = await handle.result();
+        else if (status !== 'RUNNING')
+          error = await handle.result().then(
+            () => undefined,
+            (e) => toPlatError(e, 'DEPLOY_FAILED').toJSON().error,
+          );
+        return { name, version, workflowId: handle.workflowId, status, steps, result, error };
+      });
     } catch (error) {
       throw toPlatError(error, 'INTERNAL', `no deployment ${version} of ${name}`);
     }
@@ -158,11 +161,13 @@ export class FunctionsService {
         settled = { ok: false, error };
       },
     );
+    // A step is told again when its status changes, or when a running step says something new (it waits for the engine).
     const seen = new Map<string, string>();
     const changes = (steps: StepProgress[]): DeployEvent[] =>
       steps.flatMap((s) => {
-        if (s.status === 'pending' || seen.get(s.step) === s.status) return [];
-        seen.set(s.step, s.status);
+        const key = s.status === 'running' ? `running ${s.detail ?? ''}` : s.status;
+        if (s.status === 'pending' || seen.get(s.step) === key) return [];
+        seen.set(s.step, key);
         return [{ type: 'step', step: s.step, status: s.status, detail: s.detail } as DeployEvent];
       });
 
@@ -195,9 +200,18 @@ export class FunctionsService {
       return { name, ...result };
     } catch (error) {
       if (error instanceof WorkflowNotFoundError) throw new PlatError('FUNCTION_NOT_FOUND', `function ${name} not found`);
+      if (error instanceof WorkflowUpdateFailedError && !(rootCause(error) instanceof ApplicationFailure)) {
+        // The entity's validator refused: another removal is under way.
+        throw new PlatError('CONFLICT', `function ${name} is already being removed`);
+      }
       throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
     } finally {
       this.onChange(name);
     }
   }
+}
+
+function checkName(name: string): void {
+  const problem = functionNameProblem(name);
+  if (problem) throw new PlatError('BAD_REQUEST', problem);
 }

@@ -1,11 +1,14 @@
 import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { PlatError } from '../../lib/errors';
-import { workflowIds } from '../../lib/names';
-import type { Settings } from '../../lib/settings';
+import type { PlatformEvent } from '../../lib/events';
+import { INSTANCE_HEADER, REFUSED_HEADER, workflowIds } from '../../lib/names';
+import { ROUTE_REVALIDATE_MS, type Settings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
 import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions';
 import type { FunctionsService } from '../functions/service';
-import { toPlatError } from '../temporal-errors';
+import { CONTROL_READ_MS, within } from '../temporal';
+import { rootCause, toPlatError } from '../temporal-errors';
 import { toDownstreamHeaders, toUpstreamHeaders } from './headers';
 import { acceptsConnections } from './liveness';
 
@@ -14,26 +17,63 @@ export interface Route {
   name: string;
   version: string;
   containerId: string;
+  /** Sent with every request; the runtime refuses a request meant for another instance. */
+  instanceId: string;
   url: string;
   timeoutMs: number;
 }
 
-const REVALIDATE_MS = 3000;
 /** How often a request still waiting for its answer checks that its container is still there. */
 const LIVENESS_MS = 1000;
 const LIVENESS_PROBE_MS = 500;
+/** How long a container reported gone is remembered, so an entity read that predates the report cannot route to it. */
+const GONE_REMEMBERED_MS = 10 * 60_000;
+/**
+ * Request bodies up to this size (by Content-Length) are read before they are sent, so a request
+ * that never reached a function can be sent again to its replacement; larger ones stream through.
+ */
+const REPLAY_BUFFER_BYTES = 1024 * 1024;
+/** Methods HTTP defines as idempotent: sent again even when the first attempt may have reached the function. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+/** Errors of a connection that was never made: the request cannot have reached the function. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ConnectionRefused']);
+
+/** One request on its way to a container, so that news of the container's death can end it at once. */
+interface Exchange {
+  controller: AbortController;
+  startedAt: number;
+  /** Set when the container died before this request was sent. */
+  neverReached?: boolean;
+}
+
+/** An exchange that failed because of its container; `reached` says whether the function may have seen the request. */
+class ExchangeFailed extends Error {
+  constructor(
+    message: string,
+    readonly reached: boolean,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * The data plane. Warm requests use the in-memory route table and never touch Temporal; a miss reads
  * the function's entity and, when no instance is live, runs the cold-start workflow (id
  * coldstart/<fn>, "use existing": concurrent misses share one start). The table is only a cache:
- * it is refreshed in the background from the entity workflows and rebuilt from them after a restart.
+ * the worker's events (onEvent) drop routes the moment a container dies or a version switches,
+ * it is re-read from the entities every few seconds in case an event was missed, and it is rebuilt
+ * from them after a restart. A route names its instance, so even a stale one cannot reach another
+ * function: the runtime refuses it (421) and the route is dropped.
  */
 export class InvokeService {
   private readonly routes = new Map<string, Route>();
   private readonly resolving = new Map<string, Promise<Route>>();
   /** Liveness probes in flight, one per container however many requests wait on it. */
   private readonly probes = new Map<string, Promise<boolean>>();
+  /** Containers known to be gone, and when that was learnt. */
+  private readonly gone = new Map<string, number>();
+  /** Requests in flight, by container. */
+  private readonly inFlight = new Map<string, Set<Exchange>>();
   private timer?: ReturnType<typeof setInterval>;
 
   constructor(
@@ -46,8 +86,38 @@ export class InvokeService {
     this.routes.delete(name);
   }
 
+  /** What the worker on this host pushes (see lib/events.ts). */
+  onEvent(event: PlatformEvent): void {
+    switch (event.type) {
+      case 'hello':
+        void this.revalidate();
+        break;
+      case 'instance-gone':
+        this.forget(event.containerId, event.at);
+        break;
+      case 'function-changed':
+        this.invalidate(event.name);
+        break;
+    }
+  }
+
+  /**
+   * Drops every route to a container that is gone, and keeps it from being routed to again. When the
+   * engine says it died (at `diedAt`), the requests still waiting on it end now: those sent after
+   * it died never reached it, and are sent again to its replacement.
+   */
+  forget(containerId: string, diedAt?: number): void {
+    this.gone.set(containerId, Date.now());
+    for (const [name, route] of this.routes) if (route.containerId === containerId) this.routes.delete(name);
+    if (diedAt === undefined) return;
+    for (const exchange of this.inFlight.get(containerId) ?? []) {
+      exchange.neverReached = exchange.startedAt > diedAt;
+      exchange.controller.abort(GONE);
+    }
+  }
+
   /** Drops routes whose function changed version, lost the instance, or was removed. */
-  startRevalidation(intervalMs = REVALIDATE_MS): void {
+  startRevalidation(intervalMs = ROUTE_REVALIDATE_MS): void {
     this.timer = setInterval(() => void this.revalidate(), intervalMs);
     this.timer.unref?.();
   }
@@ -57,6 +127,8 @@ export class InvokeService {
   }
 
   private async revalidate(): Promise<void> {
+    const now = Date.now();
+    for (const [containerId, at] of this.gone) if (now - at > GONE_REMEMBERED_MS) this.gone.delete(containerId);
     await Promise.all(
       [...this.routes.values()].map(async (route) => {
         const state = await this.functions
@@ -80,16 +152,22 @@ export class InvokeService {
     return pending;
   }
 
-  private async resolve(name: string, exclude?: string): Promise<Route> {
+  private async resolve(name: string, exclude?: string, superseded = false): Promise<Route> {
     const state: FunctionState = await this.functions.get(name);
     const active = state.versions.find((v) => v.version === state.activeVersion);
     if (!active) throw new PlatError('NO_ACTIVE_VERSION', `function ${name} has no deployed version yet`);
-    const live = state.instances.find((i) => i.version === active.version && i.containerId !== exclude);
+    const live = state.instances.find((i) => i.version === active.version && i.containerId !== exclude && !this.gone.has(i.containerId));
     const instance = live ?? (await this.coldStart(name, active));
+    // A deploy switched versions while this start ran: its container was refused, so route again, once.
+    if (instance === 'superseded') {
+      if (superseded) throw new PlatError('COLD_START_FAILED', `function ${name} changed versions twice while it started; try again`);
+      return this.resolve(name, exclude, true);
+    }
     const route: Route = {
       name,
       version: active.version,
       containerId: instance.containerId,
+      instanceId: instance.instanceId,
       url: instance.url,
       timeoutMs: active.config.timeout * 1000,
     };
@@ -97,43 +175,62 @@ export class InvokeService {
     return route;
   }
 
-  private async coldStart(name: string, version: FunctionVersion): Promise<Instance> {
+  private async coldStart(name: string, version: FunctionVersion): Promise<Instance | 'superseded'> {
     try {
-      return await this.temporal.workflow.execute(WORKFLOW_TYPES.coldStart, {
-        workflowId: workflowIds.coldStart(name),
-        taskQueue: this.settings.taskQueue,
-        args: [{ name, version }],
-        workflowIdConflictPolicy: 'USE_EXISTING',
-      });
+      const handle = await within(this.temporal, CONTROL_READ_MS, () =>
+        this.temporal.workflow.start(WORKFLOW_TYPES.coldStart, {
+          workflowId: workflowIds.coldStart(name),
+          taskQueue: this.settings.taskQueue,
+          args: [{ name, version }],
+          workflowIdConflictPolicy: 'USE_EXISTING',
+        }),
+      );
+      return (await handle.result()) as Instance;
     } catch (error) {
+      const cause = rootCause(error);
+      if (cause instanceof ApplicationFailure && cause.type === 'VersionSuperseded') return 'superseded';
       throw toPlatError(error, 'COLD_START_FAILED', `function ${name} not found`);
     }
   }
 
   /**
-   * Proxies one request, streaming both bodies. If the instance is gone (connection refused, or
-   * no longer accepting connections while the request waits), the route is dropped, the entity
-   * told, and a request without a body to replay is retried once on a fresh cold start.
+   * Proxies one request, streaming both bodies. If the instance is gone (connection refused, no
+   * longer accepting connections while the request waits, reported dead, or another instance
+   * answering at its address), the route is dropped, the entity told, and the request is sent once
+   * more, to a fresh route, if that is safe: its body is at hand (none, or small enough to have been
+   * read), and either it never reached the function or its method is idempotent. Otherwise 502.
    */
   async invoke(name: string, request: Request, clientIp?: string): Promise<Response> {
     const pathAndQuery = functionPath(request.url);
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
-    const replayable = request.body === null;
+    const body = await bodyToSend(request);
     let route = this.routes.get(name) ?? (await this.route(name));
     for (let attempt = 0; ; attempt++) {
+      let failure: string;
+      let reached: boolean;
       try {
-        return await this.forward(route, request, headers, pathAndQuery);
+        const response = await this.forward(route, request, body, headers, pathAndQuery);
+        if (!isRefusal(response)) return response;
+        await response.body?.cancel();
+        failure = 'another instance answers at its address';
+        reached = false;
       } catch (error) {
         // The function's own slowness, or a client that went away, says nothing about the instance.
         if (error instanceof PlatError) throw error;
         if (request.signal.aborted) throw new PlatError('CLIENT_CLOSED_REQUEST', `the client went away before ${name} answered`);
-        if (this.routes.get(name) === route) this.routes.delete(name);
-        this.reportGone(route);
-        if (attempt > 0 || !replayable) {
-          throw new PlatError('UPSTREAM_UNAVAILABLE', `function ${name} did not answer: ${(error as Error).message}`);
-        }
-        route = await this.route(name, route.containerId);
+        failure = (error as Error).message;
+        reached = !(error instanceof ExchangeFailed) || error.reached;
       }
+      this.forget(route.containerId);
+      this.reportGone(route);
+      const again = attempt === 0 && !(body instanceof ReadableStream) && (!reached || IDEMPOTENT.has(request.method));
+      if (!again) {
+        throw new PlatError(
+          'UPSTREAM_UNAVAILABLE',
+          `function ${name} did not answer (${failure}); its instance is being replaced, try again`,
+        );
+      }
+      route = await this.route(name, route.containerId);
     }
   }
 
@@ -153,18 +250,29 @@ export class InvokeService {
    * The upstream Response is returned as it is (headers trimmed in place, body neither decompressed
    * nor re-wrapped), so Bun pipes it natively: re-wrapping its body cost more than the rest of the hop.
    */
-  private async forward(route: Route, request: Request, headers: Headers, pathAndQuery: string): Promise<Response> {
+  private async forward(
+    route: Route,
+    request: Request,
+    body: Uint8Array | ReadableStream | null,
+    headers: Headers,
+    pathAndQuery: string,
+  ): Promise<Response> {
     const controller = new AbortController();
+    const exchange: Exchange = { controller, startedAt: Date.now() };
+    const exchanges = this.inFlight.get(route.containerId) ?? new Set<Exchange>();
+    this.inFlight.set(route.containerId, exchanges);
+    exchanges.add(exchange);
     const timer = setTimeout(() => controller.abort(TIMED_OUT), route.timeoutMs);
+    headers.set(INSTANCE_HEADER, route.instanceId);
     const watchdog = setInterval(() => {
-      void this.alive(route).then((alive) => alive || controller.abort(GONE));
+      void this.alive(route).then((alive) => alive || controller.abort(UNRESPONSIVE));
     }, LIVENESS_MS);
     request.signal.addEventListener('abort', () => controller.abort(request.signal.reason), { once: true });
     try {
       const upstream = await fetch(route.url + pathAndQuery, {
         method: request.method,
         headers,
-        body: request.body,
+        body: body as BodyInit | null,
         redirect: 'manual',
         signal: controller.signal,
         decompress: false,
@@ -172,14 +280,19 @@ export class InvokeService {
       toDownstreamHeaders(upstream.headers);
       return upstream;
     } catch (error) {
-      if (controller.signal.reason === TIMED_OUT) {
+      const reason = controller.signal.reason;
+      if (reason === TIMED_OUT) {
         throw new PlatError('UPSTREAM_TIMEOUT', `function ${route.name} did not answer within its timeout of ${route.timeoutMs / 1000} s`);
       }
-      if (controller.signal.reason === GONE) throw new Error('its container stopped accepting connections');
-      throw error;
+      if (reason === GONE) throw new ExchangeFailed('its container is gone', !exchange.neverReached);
+      if (reason === UNRESPONSIVE) throw new ExchangeFailed('its container stopped accepting connections', true);
+      const code = (error as { code?: string }).code;
+      throw new ExchangeFailed((error as Error).message, !(code && NOT_CONNECTED.has(code)));
     } finally {
       clearTimeout(timer);
       clearInterval(watchdog);
+      exchanges.delete(exchange);
+      if (exchanges.size === 0) this.inFlight.delete(route.containerId);
     }
   }
 
@@ -193,8 +306,24 @@ export class InvokeService {
   }
 }
 
+/** The runtime's answer to a request meant for another instance (see lib/names.ts). */
+function isRefusal(response: Response): boolean {
+  return response.status === 421 && response.headers.get(REFUSED_HEADER) === 'instance';
+}
+
+/** The body as it will be sent: read into memory when small enough to send twice, else the stream itself. */
+async function bodyToSend(request: Request): Promise<Uint8Array | ReadableStream | null> {
+  if (request.body === null) return null;
+  const length = Number(request.headers.get('content-length') ?? Number.NaN);
+  if (length <= REPLAY_BUFFER_BYTES) return new Uint8Array(await request.arrayBuffer());
+  return request.body;
+}
+
 const TIMED_OUT = Symbol('timed out');
+/** The worker reported the container dead. */
 const GONE = Symbol('container gone');
+/** The liveness probe found nothing listening. */
+const UNRESPONSIVE = Symbol('container unresponsive');
 const FUNCTION_PREFIX = '/function/';
 
 /** The path the function sees: `/function/<name>/a/b?q=1` arrives as `/a/b?q=1` (string work, no URL parse). */

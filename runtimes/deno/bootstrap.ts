@@ -1,6 +1,9 @@
 // The runtime contract for Deno: serve the user's `export default { fetch(request) }` on PORT,
 // answer GET /_/health when ready, turn an uncaught exception into a 500 (the process stays up),
 // and stop gracefully on SIGTERM: finish in-flight requests, then exit.
+// A request names the instance it was routed to (x-plat-instance); one meant for another instance
+// (a route that outlived its container, whose address this container now has) is refused with 421
+// and never reaches the function. A request that names none (a check from the host) is served.
 
 // Only what this file uses of the Deno namespace, so the project's tsc checks it too.
 declare const Deno: {
@@ -18,6 +21,16 @@ type Handler = { fetch(request: Request): Response | Promise<Response> };
 const HEALTH_PATH = '/_/health';
 const GRACE_MS = Number(Deno.env.get('PLAT_GRACE_MS') ?? 10_000);
 const entry = Deno.env.get('PLAT_ENTRY') ?? '/app/index.ts';
+const INSTANCE_ID = Deno.env.get('PLAT_INSTANCE_ID');
+
+function misdirected(request: Request): Response | undefined {
+  const named = request.headers.get('x-plat-instance');
+  if (named === null || !INSTANCE_ID || named === INSTANCE_ID) return undefined;
+  return Response.json(
+    { error: { code: 'MISDIRECTED_REQUEST', message: 'this request was routed to another instance' } },
+    { status: 421, headers: { 'x-plat-refused': 'instance' } },
+  );
+}
 
 const userModule = await import(new URL(`file://${entry}`).href);
 const handler: Handler | undefined = userModule.default;
@@ -33,6 +46,8 @@ const server = Deno.serve(
     onListen: ({ port }) => console.log(`listening on :${port}`),
   },
   async (request) => {
+    const refusal = misdirected(request);
+    if (refusal) return refusal;
     if (new URL(request.url).pathname === HEALTH_PATH) return new Response('ok');
     try {
       const response = await handler.fetch(request);
@@ -48,10 +63,9 @@ const server = Deno.serve(
   },
 );
 
-Deno.addSignalListener('SIGTERM', async () => {
+Deno.addSignalListener('SIGTERM', () => {
   setTimeout(() => Deno.exit(0), GRACE_MS);
-  await server.shutdown();
-  Deno.exit(0);
+  void server.shutdown().then(() => Deno.exit(0));
 });
 
 export {};

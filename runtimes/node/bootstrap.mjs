@@ -3,6 +3,9 @@
 // and stop gracefully on SIGTERM: finish in-flight requests, then exit. Node's http server speaks
 // IncomingMessage/ServerResponse, so requests and responses are adapted to and from the Web
 // standard Request/Response, with bodies streamed both ways.
+// A request names the instance it was routed to (x-plat-instance); one meant for another instance
+// (a route that outlived its container, whose address this container now has) is refused with 421
+// and never reaches the function. A request that names none (a check from the host) is served.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
@@ -11,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 const HEALTH_PATH = '/_/health';
 const GRACE_MS = Number(process.env.PLAT_GRACE_MS ?? 10_000);
 const entry = process.env.PLAT_ENTRY ?? '/app/.plat/entry.mjs';
+const INSTANCE_ID = process.env.PLAT_INSTANCE_ID;
 
 const handler = (await import(pathToFileURL(entry).href)).default;
 if (!handler || typeof handler.fetch !== 'function') {
@@ -59,6 +63,13 @@ function failure(error) {
 }
 
 const server = createServer(async (req, res) => {
+  const named = req.headers['x-plat-instance'];
+  if (named !== undefined && INSTANCE_ID && named !== INSTANCE_ID) {
+    const body = JSON.stringify({ error: { code: 'MISDIRECTED_REQUEST', message: 'this request was routed to another instance' } });
+    res.writeHead(421, { 'content-type': 'application/json', 'x-plat-refused': 'instance' }).end(body);
+    req.resume();
+    return;
+  }
   if (req.url === HEALTH_PATH || req.url?.startsWith(`${HEALTH_PATH}?`)) {
     res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
     return;

@@ -1,6 +1,10 @@
 """The runtime contract for Python Flask: serve the Flask `app` of the entry module on PORT, answer
 GET /_/health when ready, and stop gracefully on SIGTERM: finish in-flight requests, then exit.
-Flask itself turns an uncaught exception in a view into a 500; the process stays up."""
+Flask itself turns an uncaught exception in a view into a 500; the process stays up.
+
+A request names the instance it was routed to (x-plat-instance); one meant for another instance (a
+route that outlived its container, whose address this container now has) is refused with 421 and
+never reaches the function. A request that names none (a check from the host) is served."""
 
 import importlib.util
 import logging
@@ -15,6 +19,8 @@ HEALTH_PATH = "/_/health"
 entry = os.environ.get("PLAT_ENTRY", "/app/app.py")
 port = int(os.environ.get("PORT", "8080"))
 GRACE_SECONDS = int(os.environ.get("PLAT_GRACE_MS", "10000")) / 1000
+INSTANCE_ID = os.environ.get("PLAT_INSTANCE_ID")
+MISDIRECTED = b'{"error":{"code":"MISDIRECTED_REQUEST","message":"this request was routed to another instance"}}'
 
 sys.path.insert(0, os.path.dirname(entry))
 spec = importlib.util.spec_from_file_location("__plat_function__", entry)
@@ -27,6 +33,10 @@ if app is None or not callable(app):
 
 
 def with_health(environ, start_response):
+    named = environ.get("HTTP_X_PLAT_INSTANCE")
+    if named is not None and INSTANCE_ID and named != INSTANCE_ID:
+        start_response("421 Misdirected Request", [("Content-Type", "application/json"), ("X-Plat-Refused", "instance")])
+        return [MISDIRECTED]
     if environ.get("PATH_INFO") == HEALTH_PATH:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]

@@ -147,7 +147,7 @@ describe('the python-flask runtime', () => {
     expect(failure.code).toBe('DEPENDENCY_INSTALL_FAILED');
     expect(failure.message).toContain('No matching distribution found for plat-no-such-package-anywhere==1.0');
     // A failed deploy leaves nothing behind, its uploaded source included.
-    expect(await sourceInRegistry(s, name, dir)).toBe(false);
+    expect(await sourceInRegistry(name, dir)).toBe(false);
   });
 });
 

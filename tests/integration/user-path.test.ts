@@ -46,7 +46,7 @@ describe('the user path: plat init, deploy, curl, invoke', () => {
     const deployed = await plat(s, dir, 'deploy');
     expect(deployed.stderr).toBe('');
     expect(deployed.code).toBe(0);
-    for (const step of ['validate', 'package', 'build', 'push', 'register']) expect(deployed.stdout).toContain(`✓ ${step}`);
+    for (const step of ['package', 'build', 'push', 'register']) expect(deployed.stdout).toContain(`✓ ${step}`);
     expect(deployed.stdout).toContain(`Deployed ${name}`);
 
     const curl = Bun.spawn(['curl', '-sS', '-H', `Authorization: Bearer ${s.token}`, `${s.apiUrl}/function/${name}`], { stdout: 'pipe' });

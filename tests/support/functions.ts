@@ -1,7 +1,7 @@
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RegistryApi } from '../../activities/registry-api';
+import { RegistryApi } from '../../lib/registry-api';
 import { deploy } from '../../cli/commands/deploy';
 import { packFolder } from '../../cli/pack';
 import { repositoryPath } from '../../lib/names';
@@ -62,7 +62,16 @@ export async function deployFailure(s: TestStack, dir: string): Promise<Error & 
 }
 
 /** Whether the registry still holds the source that deploying `dir` uploads (packing is deterministic). */
-export async function sourceInRegistry(s: TestStack, name: string, dir: string): Promise<boolean> {
+export async function sourceInRegistry(name: string, dir: string): Promise<boolean> {
   const { archive } = await packFolder(dir);
   return new RegistryApi(loadSettings().registry).hasBlob(repositoryPath(name), RegistryApi.digestOf(archive));
+}
+
+/** The deploy upload of a folder, as `plat deploy` sends it. */
+export async function deployForm(dir: string): Promise<FormData> {
+  const { archive } = await packFolder(dir);
+  const form = new FormData();
+  form.set('function', await Bun.file(join(dir, 'function.json')).text());
+  form.set('archive', new Blob([archive as Uint8Array<ArrayBuffer>]));
+  return form;
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +12,8 @@ import { Api } from '../../cli/api';
 import { freePort, waitFor } from './wait';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
+/** The checkout's root folder. */
+export const PLAT_ROOT = ROOT;
 const BUN = join(ROOT, 'node_modules/.bin/bun');
 
 /**
@@ -63,6 +66,8 @@ async function start(): Promise<TestStack> {
     PORT: String(port),
     TEMPORAL_ADDRESS: settings.temporalAddress,
     REGISTRY: settings.registry,
+    // Dead containers go within seconds, so tests can see them go.
+    PLAT_REAP_AFTER_SECONDS: '2',
   };
 
   try {
@@ -75,24 +80,22 @@ async function start(): Promise<TestStack> {
   const temporal = new Client({ connection, namespace: settings.temporalNamespace });
   const docker = new Docker();
 
-  // Their logs go to files, shown only when they fail to start: a test's output stays its own.
-  const worker = Bun.spawn(['node', '--import', 'tsx', join(ROOT, 'worker/main.ts')], {
-    env,
-    cwd: ROOT,
-    stdout: 'pipe',
-    stderr: Bun.file(join(dataDir, 'worker.log')),
+  // Under the same supervisor as `npm start`'s, which restarts them when they die (the fault tests
+  // kill them). Their output goes to files, shown only when they fail to start.
+  processes = (['worker', 'gateway'] as const).map((part) => {
+    const log = openSync(logOf(dataDir, part), 'a');
+    return Bun.spawn(['bash', join(ROOT, 'scripts/supervise.sh'), part, ...PART_COMMANDS[part]], {
+      env,
+      cwd: ROOT,
+      stdout: log,
+      stderr: log,
+    });
   });
-  const gateway = Bun.spawn([BUN, join(ROOT, 'gateway/main.ts')], {
-    env,
-    cwd: ROOT,
-    stdout: 'ignore',
-    stderr: Bun.file(join(dataDir, 'gateway.log')),
-  });
-  processes = [worker, gateway];
-
-  await waitForLine(worker.stdout, 'worker polling', 90_000).catch(async (error) => {
-    throw new Error(`${error.message}\n${await Bun.file(join(dataDir, 'worker.log')).text()}`);
-  });
+  await waitFor('the test worker to poll', 90_000, async () => (await logText(dataDir, 'worker')).includes('worker polling')).catch(
+    async (error) => {
+      throw new Error(`${error.message}\n${await logText(dataDir, 'worker')}`);
+    },
+  );
   const apiUrl = `http://127.0.0.1:${port}`;
   await waitFor('the test gateway', 30_000, async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok === true);
 
@@ -110,20 +113,27 @@ async function start(): Promise<TestStack> {
   };
 }
 
-async function waitForLine(stream: ReadableStream<Uint8Array>, text: string, timeoutMs: number): Promise<void> {
-  const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  let seen = '';
-  const deadline = Date.now() + timeoutMs;
-  while (!seen.includes(text)) {
-    const next = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => 'timeout' as const)]);
-    if (next === 'timeout' || next.done) throw new Error(`the test worker did not print "${text}":\n${seen}`);
-    seen += decoder.decode(next.value);
-  }
-  // Keep draining so the worker never blocks on a full pipe.
-  void (async () => {
-    for (;;) if ((await reader.read()).done) return;
-  })();
+const PART_COMMANDS = {
+  worker: ['node', '--import', 'tsx', join(ROOT, 'worker/main.ts')],
+  gateway: [BUN, join(ROOT, 'gateway/main.ts')],
+} as const;
+
+export type Part = keyof typeof PART_COMMANDS;
+
+/** Where a part's output (and its supervisor's notes on restarts) goes. */
+export function logOf(dataDir: string, part: Part): string {
+  return join(dataDir, `${part}.log`);
+}
+
+export async function logText(dataDir: string, part: Part): Promise<string> {
+  return Bun.file(logOf(dataDir, part))
+    .text()
+    .catch(() => '');
+}
+
+/** The pid of the part's own process (not its supervisor's). */
+export async function partPid(s: TestStack, part: Part): Promise<number> {
+  return Number((await Bun.file(join(s.dataDir, 'run', `${part}.child.pid`)).text()).trim());
 }
 
 /** Ends the run's stack: removes what it made, then stops its worker and gateway. */
@@ -133,7 +143,8 @@ export async function teardown(): Promise<void> {
   try {
     if (s) await removeWhatThisRunMade(s);
   } finally {
-    // Even when clean-up fails, the worker and gateway of this run must not outlive it.
+    // Even when clean-up fails, the worker and gateway of this run must not outlive it (their
+    // supervisors pass the signal on and wait for them).
     for (const p of processes) p.kill('SIGTERM');
     await Promise.all(processes.map((p) => p.exited));
     await connection?.close();
@@ -167,7 +178,8 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   }
 
   await deleteWorkflows(s);
-  await rm(s.dataDir, { recursive: true, force: true });
+  // PLAT_TEST_KEEP=1 keeps the run's folder (the worker's and gateway's logs) for a look after a failure.
+  if (!process.env.PLAT_TEST_KEEP) await rm(s.dataDir, { recursive: true, force: true });
 }
 
 /**

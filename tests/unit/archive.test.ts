@@ -104,3 +104,31 @@ describe('stripSingleTopFolder', () => {
     expect(stripSingleTopFolder([file('index.ts'), file('lib/a.ts')], 'index.ts').map((f) => f.path)).toEqual(['index.ts', 'lib/a.ts']);
   });
 });
+
+describe('an archive whose paths clash', () => {
+  it('refuses a file that is also a folder, naming both entries', async () => {
+    const failure = await readArchive(
+      tarGz([
+        { path: 'a', body: 'file' },
+        { path: 'a/b', body: 'inside' },
+      ]),
+    ).catch((error) => error);
+    expect(failure).toBeInstanceOf(ArchiveError);
+    expect((failure as Error).message).toBe('archive entry "a" is a file, but "a/b" puts it in a folder of that name');
+  });
+
+  it('refuses it in a zip too', async () => {
+    const zip = zipSync({ 'x/y': new TextEncoder().encode('file'), 'x/y/z': new TextEncoder().encode('inside') });
+    await expect(readArchive(zip)).rejects.toBeInstanceOf(ArchiveError);
+  });
+
+  it('keeps the last of two entries with one path, as tar does', async () => {
+    const files = await readArchive(
+      tarGz([
+        { path: 'index.ts', body: 'first' },
+        { path: 'index.ts', body: 'second' },
+      ]),
+    );
+    expect(files.map((f) => [f.path, new TextDecoder().decode(f.data)])).toEqual([['index.ts', 'second']]);
+  });
+});

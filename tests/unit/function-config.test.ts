@@ -55,4 +55,11 @@ describe('validateFunctionConfig', () => {
   it('refuses a non-object', () => {
     expect(validateFunctionConfig([1, 2])).toEqual({ ok: false, problems: ['function.json must hold a JSON object'] });
   });
+
+  it('bounds env as a whole, so every start can pass it to the process', () => {
+    const result = validateFunctionConfig({ name: 'big', env: { A: 'x'.repeat(20_000), B: 'y'.repeat(20_000) } });
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.problems).toEqual(['env is 39.1 KiB; names and values together may take 32 KiB']);
+    expect(validateFunctionConfig({ name: 'fits', env: { A: 'x'.repeat(30_000) } }).ok).toBe(true);
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test';
 import { Client, Connection } from '@temporalio/client';
-import { RegistryApi } from '../../activities/registry-api';
+import { RegistryApi } from '../../lib/registry-api';
 import { createTokenCheck } from '../../gateway/auth';
 import { createApp } from '../../gateway/app';
 import { toDownstreamHeaders, toUpstreamHeaders } from '../../gateway/invoke/headers';

@@ -11,7 +11,11 @@ import type { FunctionState } from '../../lib/types';
 // entity is a stub that counts lookups: a lookup is what a dropped route costs (a Temporal query,
 // then a cold start). The whole path through Temporal and Docker is in tests/integration.
 
-let release: () => void = () => {};
+/** Lets every request waiting at /slow answer. */
+const waiting: Array<() => void> = [];
+const release = () => {
+  for (const answer of waiting.splice(0)) answer();
+};
 let slowArrivals = 0;
 const upstream = Bun.serve({
   port: 0,
@@ -31,9 +35,7 @@ const upstream = Bun.serve({
         return new Response(gzipSync('compressed answer'), { headers: { 'content-encoding': 'gzip', 'content-type': 'text/plain' } });
       case '/slow':
         slowArrivals++;
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
+        await new Promise<void>((resolve) => waiting.push(resolve));
         return new Response('late');
       case '/stream-past-timeout': {
         const stream = new ReadableStream({
@@ -53,7 +55,7 @@ const upstream = Bun.serve({
 });
 afterAll(() => upstream.stop(true));
 
-function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`) {
+function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`, onLookup?: (count: number, state: FunctionState) => void) {
   const state: FunctionState = {
     name: 'fn',
     createdAt: new Date().toISOString(),
@@ -68,12 +70,14 @@ function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`)
         config: { name: 'fn', runtime: 'bun', entry: 'index.ts', env: {}, memory: 256, cpu: 1, timeout: timeoutSeconds },
       },
     ],
-    instances: [{ containerId: 'c1', version: 'v1', url, startedAt: new Date().toISOString() }],
+    instances: [{ containerId: 'c1', instanceId: 'i1', version: 'v1', url, startedAt: new Date().toISOString() }],
+    retiring: [],
   };
   const lookups = { count: 0 };
   const functions = {
     get: async () => {
       lookups.count++;
+      onLookup?.(lookups.count, state);
       return state;
     },
   } as unknown as FunctionsService;
@@ -82,8 +86,13 @@ function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`)
   return { invoke: new InvokeService(temporal, functions, loadSettings({})), lookups, state };
 }
 
-const request = (path: string, init: RequestInit = {}) =>
-  new Request(`http://gateway:8080/function/fn${path}`, { ...init, headers: { authorization: 'Bearer secret', ...init.headers } });
+/** A request as the gateway's server hands it over: a body of known size comes with its Content-Length. */
+function request(path: string, init: RequestInit = {}): Request {
+  const headers = new Headers({ authorization: 'Bearer secret', ...(init.headers as Record<string, string>) });
+  if (typeof init.body === 'string') headers.set('content-length', String(Buffer.byteLength(init.body)));
+  if (init.body instanceof Uint8Array) headers.set('content-length', String(init.body.byteLength));
+  return new Request(`http://gateway:8080/function/fn${path}`, { ...init, headers });
+}
 
 describe('the invoke proxy', () => {
   it('forwards method, path, query and body, without the platform token, and looks the route up once', async () => {
@@ -159,8 +168,76 @@ describe('a container that dies while a request waits on it', () => {
     expect(failure.code).toBe('UPSTREAM_UNAVAILABLE');
     expect(Date.now() - started).toBeLessThan(10_000);
     // The route was dropped: the next request looks the function up again and finds its new instance.
-    state.instances = [{ containerId: 'c2', version: 'v1', url: `http://127.0.0.1:${upstream.port}`, startedAt: new Date().toISOString() }];
+    state.instances = [
+      { containerId: 'c2', instanceId: 'i2', version: 'v1', url: `http://127.0.0.1:${upstream.port}`, startedAt: new Date().toISOString() },
+    ];
     expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('ok');
     expect(lookups.count).toBe(2);
+  });
+});
+
+describe('a route that outlived its container', () => {
+  // One address, where instance i2 now answers: requests for i1 are refused as a runtime refuses them.
+  const address = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    async fetch(request) {
+      if (request.headers.get('x-plat-instance') !== 'i2') {
+        return Response.json({ error: { code: 'MISDIRECTED_REQUEST' } }, { status: 421, headers: { 'x-plat-refused': 'instance' } });
+      }
+      return new Response(`i2 got ${request.method} ${await request.text()}`);
+    },
+  });
+  afterAll(() => address.stop(true));
+
+  const url = `http://127.0.0.1:${address.port}`;
+  const replacement = { containerId: 'c2', instanceId: 'i2', version: 'v1', url, startedAt: new Date().toISOString() };
+
+  it('never delivers a request to the instance that took over its address, and sends it to its own function’s new instance', async () => {
+    // The first lookup finds i1 (stale); once it is refused, the entity lists its replacement.
+    const { invoke, lookups } = service(30, url, (count, state) => {
+      if (count > 1) state.instances = [replacement];
+    });
+    const response = await invoke.invoke('fn', request('/', { method: 'POST', body: 'payload' }));
+    expect(await response.text()).toBe('i2 got POST payload');
+    expect(lookups.count).toBe(2);
+  });
+
+  it('answers 502, never twice, when a large body was already on its way to the wrong instance', async () => {
+    const { invoke } = service(30, url);
+    const body = new Uint8Array(2 * 1024 * 1024);
+    const failure = await invoke.invoke('fn', request('/', { method: 'POST', body })).catch((error) => error);
+    expect((failure as PlatError).code).toBe('UPSTREAM_UNAVAILABLE');
+  });
+});
+
+describe('a container the worker reports dead', () => {
+  it('ends the requests waiting on it at once, and sends again one that was sent after it died', async () => {
+    const { invoke, state } = service();
+    const arrivals = slowArrivals;
+    const pending = invoke.invoke('fn', request('/slow', { method: 'POST', body: 'late' }));
+    const deadline = Date.now() + 5000;
+    while (slowArrivals === arrivals && Date.now() < deadline) await Bun.sleep(5);
+    state.instances = [
+      { containerId: 'c2', instanceId: 'i2', version: 'v1', url: `http://127.0.0.1:${upstream.port}`, startedAt: new Date().toISOString() },
+    ];
+    // The engine says c1 died before this request was sent (that it arrived here is the stand-in's doing): it never reached the function.
+    invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'removed', at: Date.now() - 60_000 });
+    while (slowArrivals === arrivals + 1 && Date.now() < deadline) await Bun.sleep(5);
+    expect(slowArrivals).toBe(arrivals + 2);
+    release();
+    const response = await pending;
+    expect(await response.text()).toBe('late');
+  });
+
+  it('answers 502 for a POST that may have reached it before it died', async () => {
+    const { invoke } = service();
+    const arrivals = slowArrivals;
+    const pending = invoke.invoke('fn', request('/slow', { method: 'POST', body: 'maybe processed' })).catch((error) => error);
+    const deadline = Date.now() + 5000;
+    while (slowArrivals === arrivals && Date.now() < deadline) await Bun.sleep(5);
+    invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'exited with code 137', at: Date.now() });
+    release();
+    expect(((await pending) as PlatError).code).toBe('UPSTREAM_UNAVAILABLE');
   });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { registryUrl } from '../lib/settings';
+import { registryUrl } from './settings';
 
 /**
  * The few calls of the registry HTTP API v2 the platform makes itself: uploaded sources are stored
@@ -28,9 +28,10 @@ export class RegistryApi {
     return (await fetch(`${this.base}/v2/${repository}/blobs/${digest}`, { method: 'HEAD' })).ok;
   }
 
-  async uploadBlob(repository: string, data: Uint8Array): Promise<string> {
+  /** Uploads a blob unless the repository has it; `created` tells whether this call added it. */
+  async uploadBlob(repository: string, data: Uint8Array): Promise<{ digest: string; created: boolean }> {
     const digest = RegistryApi.digestOf(data);
-    if (await this.hasBlob(repository, digest)) return digest;
+    if (await this.hasBlob(repository, digest)) return { digest, created: false };
     const start = await fetch(`${this.base}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
     const location = start.headers.get('location');
     if (start.status !== 202 || !location) throw new Error(`registry refused an upload: HTTP ${start.status}`);
@@ -42,7 +43,7 @@ export class RegistryApi {
       body: data as Uint8Array<ArrayBuffer>,
     });
     if (put.status !== 201) throw new Error(`registry refused the blob: HTTP ${put.status} ${await put.text()}`);
-    return digest;
+    return { digest, created: true };
   }
 
   async getBlob(repository: string, digest: string): Promise<Uint8Array> {

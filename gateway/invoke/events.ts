@@ -1,0 +1,31 @@
+import { EVENTS_PATH, type PlatformEvent } from '../../lib/events';
+import { lines } from '../../lib/ndjson';
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 2000;
+
+/**
+ * Follows the worker's events on this host (see lib/events.ts) for as long as `signal` allows,
+ * reconnecting whenever the worker restarts. While it is not connected, the gateway still re-reads
+ * its routes from the entities every few seconds; each (re)connection starts with `hello`, which
+ * makes it re-read them at once.
+ */
+export async function followEvents(socket: string, onEvent: (event: PlatformEvent) => void, signal: AbortSignal): Promise<void> {
+  let retry = RETRY_MIN_MS;
+  while (!signal.aborted) {
+    try {
+      const response = await fetch(`http://localhost${EVENTS_PATH}`, { unix: socket, signal });
+      if (response.ok && response.body) {
+        retry = RETRY_MIN_MS;
+        for await (const line of lines(response.body)) {
+          if (line) onEvent(JSON.parse(line) as PlatformEvent);
+        }
+      }
+    } catch {
+      // No worker on this host yet, or it went away: try again shortly.
+    }
+    if (signal.aborted) return;
+    await Bun.sleep(retry);
+    retry = Math.min(retry * 2, RETRY_MAX_MS);
+  }
+}

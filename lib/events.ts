@@ -1,0 +1,25 @@
+/**
+ * What a worker tells the gateways on its host, the moment it knows: a stream of JSON lines on a
+ * local socket (settings.eventsSocket). Gateways act on it at once and fall back to re-reading the
+ * entities (every ROUTE_REVALIDATE_MS) whenever the stream is down, so a missed event costs
+ * seconds, never a wrong answer: the runtimes' instance check stays the last word.
+ */
+export type PlatformEvent =
+  /** The first line of every subscription: what happened before it is unknown, so re-read everything. */
+  | { type: 'hello' }
+  /** A container that died, was killed or was removed: drop every route to it. */
+  | {
+      type: 'instance-gone';
+      name: string;
+      containerId: string;
+      reason: string /** When it died, ms since the epoch (the engine's clock, this host's). */;
+      at: number;
+    }
+  /** A function's serving version changed (a deploy switched): route afresh. */
+  | { type: 'function-changed'; name: string };
+
+export interface EventPublisher {
+  publish(event: PlatformEvent): void;
+}
+
+export const EVENTS_PATH = '/events';
