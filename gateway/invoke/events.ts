@@ -3,6 +3,7 @@ import { lines } from '../../lib/ndjson';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
+const IDLE_MS = 30_000;
 
 /**
  * Follows the worker's events on this host (see lib/events.ts) for as long as `signal` allows,
@@ -14,7 +15,8 @@ export async function followEvents(socket: string, onEvent: (event: PlatformEven
   let retry = RETRY_MIN_MS;
   while (!signal.aborted) {
     try {
-      const response = await fetch(`http://localhost${EVENTS_PATH}`, { unix: socket, signal });
+      // The worker writes a line at least every 10 s: a stream quiet for longer than this is a worker that hung.
+      const response = await fetch(`http://localhost${EVENTS_PATH}`, { unix: socket, signal, timeout: IDLE_MS });
       if (response.ok && response.body) {
         retry = RETRY_MIN_MS;
         for await (const line of lines(response.body)) {
