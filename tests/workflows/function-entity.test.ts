@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, setDefaultTimeout } from 'bun:test';
-import { WorkflowFailedError } from '@temporalio/client';
+import type { WorkflowFailedError } from '@temporalio/client';
 import { heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -179,6 +179,21 @@ function coldStart(name: string, id: string): Promise<Instance> {
   });
 }
 
+/**
+ * A cold start of v1 held at its health check until `open()`. `failureType()` gives the type of the
+ * failure it ends with (undefined if it succeeds); `containerId` is the container it made.
+ */
+async function heldColdStart(name: string) {
+  const start = gate();
+  docker.gates.set('v1', start);
+  const outcome = coldStart(name, 'v1').then(
+    () => undefined,
+    (error: unknown) => ((error as WorkflowFailedError).cause as ApplicationFailure).type,
+  );
+  await waitFor('the cold start to create its container', 10_000, () => docker.created.length === 1);
+  return { open: start.open, failureType: () => outcome, containerId: containerOf(docker.created[0]?.instanceId as string) };
+}
+
 const at = (second: number) => new Date(Date.UTC(2026, 10, 30, 12, 0, second)).toISOString();
 
 describe('the function entity', () => {
@@ -280,17 +295,11 @@ describe('the function entity', () => {
   it('refuses a cold start that a removal overtook, and removes its container', async () => {
     const name = newName();
     await register(name, 'v1', at(1));
-    const start = gate();
-    docker.gates.set('v1', start);
-    const starting = coldStart(name, 'v1').catch((error: unknown) => error);
-    await waitFor('the cold start to create its container', 10_000, () => docker.created.length === 1);
-
+    const start = await heldColdStart(name);
     expect(await env.client.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate)).toEqual({ removedContainers: 0 });
     start.open();
-    const failure = await starting;
-    expect(failure).toBeInstanceOf(WorkflowFailedError);
-    expect(((failure as WorkflowFailedError).cause as ApplicationFailure).type).toBe('FunctionNotFound');
-    expect(docker.removed).toContain(containerOf(docker.created[0]?.instanceId as string));
+    expect(await start.failureType()).toBe('FunctionNotFound');
+    expect(docker.removed).toContain(start.containerId);
   });
 
   it('refuses a cold start that reports while a removal holds the entity', async () => {
@@ -299,28 +308,23 @@ describe('the function entity', () => {
     const removal = gate();
     docker.removalGate = removal;
     const removing = env.client.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate);
-    const starting = coldStart(name, 'v1').catch((error: unknown) => error);
-    await waitFor('the cold start to create its container', 10_000, () => docker.created.length === 1);
+    const start = await heldColdStart(name);
+    start.open();
     removal.open();
     await removing;
-    const failure = await starting;
-    expect(((failure as WorkflowFailedError).cause as ApplicationFailure).type).toBe('FunctionNotFound');
-    expect(docker.removed).toEqual([containerOf(docker.created[0]?.instanceId as string)]);
+    expect(await start.failureType()).toBe('FunctionNotFound');
+    expect(docker.removed).toEqual([start.containerId]);
   });
 
   it('refuses a cold start of a version a deploy replaced while it started', async () => {
     const name = newName();
     await register(name, 'v1', at(1));
-    const start = gate();
-    docker.gates.set('v1', start);
-    const starting = coldStart(name, 'v1').catch((error: unknown) => error);
-    await waitFor('the cold start to create its container', 10_000, () => docker.created.length === 1);
+    const start = await heldColdStart(name);
     // Nothing serves yet, so v2 switches without a start of its own.
     expect(await register(name, 'v2', at(2))).toEqual({ activated: true, activeVersion: 'v2' });
     start.open();
-    const failure = await starting;
-    expect(((failure as WorkflowFailedError).cause as ApplicationFailure).type).toBe('VersionSuperseded');
-    expect(docker.removed).toEqual([containerOf(docker.created[0]?.instanceId as string)]);
+    expect(await start.failureType()).toBe('VersionSuperseded');
+    expect(docker.removed).toEqual([start.containerId]);
     expect((await describeEntity(name)).instances).toEqual([]);
   });
 
