@@ -56,13 +56,16 @@ export function createRegisterActivities({ temporal, settings, events, docker }:
      */
     async reportInstance({ name, instance }: { name: string; instance: Instance }): Promise<InstanceOutcome> {
       try {
-        return await temporal.workflow
-          .getHandle(workflowIds.entity(name))
-          // Retries of this report are one update; a later cold start that adopts the container reports it afresh.
-          .executeUpdate(instanceStartedUpdate, {
-            args: [instance],
-            updateId: `started/${instance.instanceId}/${Context.current().info.workflowExecution?.runId}`,
-          });
+        // The entity may hold the report while it finishes another change (say, a deploy's start).
+        return await heartbeating(() =>
+          temporal.workflow
+            .getHandle(workflowIds.entity(name))
+            // Retries of this report are one update; a later cold start that adopts the container reports it afresh.
+            .executeUpdate(instanceStartedUpdate, {
+              args: [instance],
+              updateId: `started/${instance.instanceId}/${Context.current().info.workflowExecution?.runId}`,
+            }),
+        );
       } catch (error) {
         if (!(error instanceof WorkflowNotFoundError)) throw refusal(error);
         await docker

@@ -44,6 +44,8 @@ export const FAILURE_TYPES = {
   BaseImageMissing: 'PLATFORM_UNAVAILABLE',
   /** The Docker engine does not answer: a deploy waits for it, a cold start answers 503. */
   EngineUnavailable: 'PLATFORM_UNAVAILABLE',
+  /** The entity refused a request that clashes with one under way (a second removal). */
+  Conflict: 'CONFLICT',
   /** A cold start's version was replaced by a deploy while it started: the gateway routes again. */
   VersionSuperseded: 'COLD_START_FAILED',
   BuildContextMissing: 'DEPLOY_FAILED',

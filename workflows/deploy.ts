@@ -1,4 +1,12 @@
-import { ActivityFailure, ApplicationFailure, CancellationScope, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { DEPLOY_STEPS, WAITING_FOR_ENGINE, type DeployInput, type DeployResult, type DeployStep, type StepProgress } from '../lib/types';
 import { dockerShort, engineWait, imageBuild, imageTransfer, packaging, temporalCall } from './activity-options';
@@ -79,7 +87,7 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
           requestedAt: workflowInfo().startTime.toISOString(),
         }),
       (r) =>
-        r.activated ? `${name} now serves ${version}` : `kept, not served: ${r.activeVersion}, from a deploy that started later, serves`,
+        r.activated ? `${name} now serves ${version}` : `${version} is kept, not served: ${r.activeVersion}, from a later deploy, serves`,
     );
     succeeded = true;
     return { name, version, image: pushed.image, digest: pushed.digest, ...registered };
@@ -87,7 +95,10 @@ export async function deployFunction(input: DeployInput): Promise<DeployResult> 
     // A failed deploy leaves nothing behind: neither its build context, nor its uploaded source,
     // nor an image it pushed (a version that could not start).
     const discard = succeeded ? {} : { discardSource: input.sourceDigest, discardImage };
-    await CancellationScope.nonCancellable(() => cleanupBuild({ name, version, ...discard }));
+    // A clean-up that fails (the engine is away) must not hide the deploy's own outcome.
+    await CancellationScope.nonCancellable(() => cleanupBuild({ name, version, ...discard })).catch((error: unknown) =>
+      log.warn('cleaning up after the deploy failed', { error }),
+    );
   }
 }
 
@@ -116,9 +127,15 @@ async function untilEngineAnswers<T>(work: () => Promise<T>, waiting: (waiting: 
   }
 }
 
-function failureType(error: unknown): string | undefined {
+/** What an activity failed with, out of the ActivityFailure wrapper(s) around it. */
+function innermost(error: unknown): unknown {
   let cause: unknown = error;
   while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
+  return cause;
+}
+
+function failureType(error: unknown): string | undefined {
+  const cause = innermost(error);
   return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
@@ -127,8 +144,7 @@ function failureType(error: unknown): string | undefined {
  * the ActivityFailure wrapper around it. Raised again as non-retryable so the deploy ends at once.
  */
 function rootFailure(error: unknown): ApplicationFailure {
-  let cause: unknown = error;
-  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
+  const cause = innermost(error);
   if (cause instanceof ApplicationFailure) {
     return ApplicationFailure.create({ type: cause.type ?? 'DeployFailed', message: cause.message, nonRetryable: true });
   }

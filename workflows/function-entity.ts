@@ -152,7 +152,8 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       }),
     {
       validator: ({ version, requestedAt }) => {
-        if (removing) throw new Error(`function ${name} is being removed`);
+        if (removing)
+          throw ApplicationFailure.create({ type: 'Conflict', message: `function ${name} is being removed`, nonRetryable: true });
         if (!version?.version || !version.image || !requestedAt)
           throw new Error('a registration needs a version id, an image and its time');
       },
@@ -204,7 +205,8 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     },
     {
       validator: () => {
-        if (removing) throw new Error(`function ${name} is already being removed`);
+        if (removing)
+          throw ApplicationFailure.create({ type: 'Conflict', message: `function ${name} is already being removed`, nonRetryable: true });
       },
     },
   );

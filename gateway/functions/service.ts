@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ApplicationFailure, type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { RegistryApi } from '../../lib/registry-api';
 import { PlatError } from '../../lib/errors';
 import { describeProblems, parseFunctionConfig } from '../../lib/function-config';
@@ -7,7 +7,7 @@ import { functionNameProblem, newVersion, repositoryPath, SEARCH_ATTRIBUTES, VER
 import { LIMITS, type Settings } from '../../lib/settings';
 import type { DeployEvent, DeployInput, DeployResult, Deployment, FunctionState, FunctionSummary, StepProgress } from '../../lib/types';
 import { describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
-import { rootCause, toPlatError } from '../temporal-errors';
+import { toPlatError } from '../temporal-errors';
 import { CONTROL_READ_MS, within } from '../temporal';
 
 const PROGRESS_POLL_MS = 200;
@@ -200,10 +200,7 @@ export class FunctionsService {
       return { name, ...result };
     } catch (error) {
       if (error instanceof WorkflowNotFoundError) throw new PlatError('FUNCTION_NOT_FOUND', `function ${name} not found`);
-      if (error instanceof WorkflowUpdateFailedError && !(rootCause(error) instanceof ApplicationFailure)) {
-        // The entity's validator refused: another removal is under way.
-        throw new PlatError('CONFLICT', `function ${name} is already being removed`);
-      }
+      // A second removal while one is under way is refused by the entity as a Conflict (409).
       throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
     } finally {
       this.onChange(name);

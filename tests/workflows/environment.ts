@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Runtime, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
@@ -24,11 +25,11 @@ let runtimeInstalled = false;
  */
 export async function startWorkflowTests(
   taskQueue: string,
-  activities: (env: TestWorkflowEnvironment) => Partial<Activities>,
-): Promise<{ env: TestWorkflowEnvironment; stop: () => Promise<void> }> {
+  activities: (client: Client) => Partial<Activities>,
+): Promise<{ env: TestWorkflowEnvironment; client: Client; stop: () => Promise<void> }> {
   if (!runtimeInstalled) {
     // Only errors: a worker's routine lines (and the workflows these tests make fail on purpose) would bury the test output.
-    Runtime.install({ logger: new (await import('@temporalio/worker')).DefaultLogger('ERROR') });
+    Runtime.install({ logger: new (await import('@temporalio/worker')).DefaultLogger((process.env.PLAT_TEST_LOG ?? 'ERROR') as 'ERROR') });
     runtimeInstalled = true;
   }
   const env = await TestWorkflowEnvironment.createTimeSkipping({
@@ -41,15 +42,20 @@ export async function startWorkflowTests(
       Object.values(SEARCH_ATTRIBUTES).map((key) => [key.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
     ),
   });
+  // A plain client: the environment's own one lets time skip whenever it waits for a workflow's
+  // result, and skipped time times out the activities these tests hold open. Here time moves on
+  // only when a test says so (env.sleep).
+  const client = new Client({ connection: env.connection, namespace: env.namespace });
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
     workflowsPath: join(ROOT, 'workflows/index.ts'),
-    activities: activities(env),
+    activities: activities(client),
   });
   const running = worker.run();
   return {
     env,
+    client,
     stop: async () => {
       worker.shutdown();
       await running;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, setDefaultTimeout } from 'bun:test';
-import type { WorkflowFailedError } from '@temporalio/client';
+import type { Client, WorkflowFailedError } from '@temporalio/client';
 import { heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -28,6 +28,7 @@ setDefaultTimeout(60_000);
 // a test hold a container start (or a removal) open at the moment it wants.
 
 let env: TestWorkflowEnvironment;
+let client: Client;
 let stopWorker: () => Promise<void>;
 const taskQueue = 'entity-tests';
 
@@ -37,6 +38,8 @@ const docker = {
   removed: [] as string[],
   retired: [] as string[][],
   removedAll: 0,
+  /** Removals of every container that began (and may be waiting at their gate). */
+  removalsBegun: 0,
   /** A start of this version waits at its gate. */
   gates: new Map<string, Gate>(),
   /** A removal of every container waits at this gate. */
@@ -70,11 +73,17 @@ async function pass(g: Gate | undefined): Promise<void> {
 
 const containerOf = (instanceId: string) => `c-${instanceId.slice(0, 8)}`;
 
-function stubActivities(env: TestWorkflowEnvironment): Partial<Activities> {
+/**
+ * The retirements among these containers, in order. Time is shared by every test on the server,
+ * so a drain an earlier test left running may end during this one's: only this test's count.
+ */
+const retiredOf = (...containerIds: string[]) => docker.retired.filter((ids) => ids.some((id) => containerIds.includes(id)));
+
+function stubActivities(client: Client): Partial<Activities> {
   const fakeDocker = { getContainer: (id: string) => ({ remove: async () => void docker.removed.push(id) }) } as unknown as Docker;
   const settings = { ...loadSettings({}), taskQueue };
   const register = createRegisterActivities({
-    temporal: env.client,
+    temporal: client,
     settings,
     docker: fakeDocker,
     events: { publish: () => {} },
@@ -104,6 +113,7 @@ function stubActivities(env: TestWorkflowEnvironment): Partial<Activities> {
       docker.retired.push(containerIds);
     },
     removeContainers: async () => {
+      docker.removalsBegun++;
       await pass(docker.removalGate);
       docker.removedAll++;
       return 0;
@@ -113,7 +123,7 @@ function stubActivities(env: TestWorkflowEnvironment): Partial<Activities> {
 }
 
 beforeAll(async () => {
-  ({ env, stop: stopWorker } = await startWorkflowTests(taskQueue, stubActivities));
+  ({ env, client, stop: stopWorker } = await startWorkflowTests(taskQueue, stubActivities));
 });
 
 afterAll(async () => {
@@ -125,6 +135,7 @@ beforeEach(() => {
   docker.removed = [];
   docker.retired = [];
   docker.removedAll = 0;
+  docker.removalsBegun = 0;
   docker.gates.clear();
   docker.removalGate = undefined;
   docker.failStart.clear();
@@ -153,7 +164,7 @@ function version(name: string, id: string): FunctionVersion {
  * so here the entity is started first, if it is not yet running, and then updated.
  */
 async function register(name: string, id: string, requestedAt: string, entity: Partial<FunctionEntityInput> = {}) {
-  const handle = await env.client.workflow.start(WORKFLOW_TYPES.entity, {
+  const handle = await client.workflow.start(WORKFLOW_TYPES.entity, {
     workflowId: workflowIds.entity(name),
     taskQueue,
     args: [{ name, ...entity }],
@@ -166,12 +177,12 @@ async function register(name: string, id: string, requestedAt: string, entity: P
 }
 
 function describeEntity(name: string): Promise<FunctionState> {
-  return env.client.workflow.getHandle(workflowIds.entity(name)).query(describeQuery);
+  return client.workflow.getHandle(workflowIds.entity(name)).query(describeQuery);
 }
 
 /** A cold start of the active version, as the gateway runs it. */
 function coldStart(name: string, id: string): Promise<Instance> {
-  return env.client.workflow.execute(WORKFLOW_TYPES.coldStart, {
+  return client.workflow.execute(WORKFLOW_TYPES.coldStart, {
     workflowId: workflowIds.coldStart(name),
     taskQueue,
     args: [{ name, version: version(name, id) }],
@@ -231,9 +242,9 @@ describe('the function entity', () => {
     expect(state.activeVersion).toBe('v3');
     expect(state.instances.map((i) => i.version)).toEqual(['v3']);
     await env.sleep(DRAIN_MS + 1000);
-    await waitFor('both replaced containers to be retired', 10_000, () => docker.retired.length === 2);
     const v2Container = containerOf(docker.created.find((c) => c.version === 'v2')?.instanceId as string);
-    expect(docker.retired).toEqual([[first.containerId], [v2Container]]);
+    await waitFor('both replaced containers to be retired', 10_000, () => retiredOf(first.containerId, v2Container).length === 2);
+    expect(retiredOf(first.containerId, v2Container)).toEqual([[first.containerId], [v2Container]]);
   });
 
   it('retires exactly the containers a switch replaced, never a newer version’s that started during the drain', async () => {
@@ -249,14 +260,16 @@ describe('the function entity', () => {
     const v3 = register(name, 'v3', at(3));
     await waitFor('v3 to start its container', 10_000, () => docker.created.some((c) => c.version === 'v3'));
     await env.sleep(DRAIN_MS + 1000);
-    await waitFor('v1 to be retired', 10_000, () => docker.retired.length === 1);
-    expect(docker.retired).toEqual([[v1.containerId]]);
+    const v3Container = containerOf(docker.created.find((c) => c.version === 'v3')?.instanceId as string);
+    const mine = [v1.containerId, v2.containerId, v3Container];
+    await waitFor('v1 to be retired', 10_000, () => retiredOf(...mine).length === 1);
+    expect(retiredOf(...mine)).toEqual([[v1.containerId]]);
     v3Start.open();
     expect(await v3).toEqual({ activated: true, activeVersion: 'v3' });
 
     await env.sleep(DRAIN_MS + 1000);
-    await waitFor('v2 to be retired', 10_000, () => docker.retired.length === 2);
-    expect(docker.retired).toEqual([[v1.containerId], [v2.containerId]]);
+    await waitFor('v2 to be retired', 10_000, () => retiredOf(...mine).length === 2);
+    expect(retiredOf(...mine)).toEqual([[v1.containerId], [v2.containerId]]);
     const state = await describeEntity(name);
     expect(state.instances.map((i) => i.version)).toEqual(['v3']);
     expect(state.retiring).toEqual([]);
@@ -282,7 +295,7 @@ describe('the function entity', () => {
     expect(await register(name, 'v2', at(2))).toEqual({ activated: true, activeVersion: 'v2' });
     // The same registration again, as a retried activity sends it (after a continue-as-new the
     // server no longer dedupes the update id, so the entity must).
-    const again = await env.client.workflow
+    const again = await client.workflow
       .getHandle(workflowIds.entity(name))
       .executeUpdate(registerVersionUpdate, { args: [{ version: version(name, 'v2'), requestedAt: at(2) }], updateId: 'a-retry' });
     expect(again).toEqual({ activated: true, activeVersion: 'v2' });
@@ -296,7 +309,7 @@ describe('the function entity', () => {
     const name = newName();
     await register(name, 'v1', at(1));
     const start = await heldColdStart(name);
-    expect(await env.client.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate)).toEqual({ removedContainers: 0 });
+    expect(await client.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate)).toEqual({ removedContainers: 0 });
     start.open();
     expect(await start.failureType()).toBe('FunctionNotFound');
     expect(docker.removed).toContain(start.containerId);
@@ -307,13 +320,28 @@ describe('the function entity', () => {
     await register(name, 'v1', at(1));
     const removal = gate();
     docker.removalGate = removal;
-    const removing = env.client.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate);
+    const removing = client.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate);
     const start = await heldColdStart(name);
     start.open();
     removal.open();
     await removing;
     expect(await start.failureType()).toBe('FunctionNotFound');
     expect(docker.removed).toEqual([start.containerId]);
+  });
+
+  it('refuses a second removal, and a registration, while a removal is under way', async () => {
+    const name = newName();
+    await register(name, 'v1', at(1));
+    const removal = gate();
+    docker.removalGate = removal;
+    const handle = client.workflow.getHandle(workflowIds.entity(name));
+    const removing = handle.executeUpdate(removeUpdate);
+    await waitFor('the removal to begin', 10_000, () => docker.removalsBegun === 1);
+    const refusal = (error: unknown) => ((error as Error).cause as ApplicationFailure).type;
+    expect(await handle.executeUpdate(removeUpdate).catch(refusal)).toBe('Conflict');
+    expect(await register(name, 'v2', at(2)).catch(refusal)).toBe('Conflict');
+    removal.open();
+    expect(await removing).toEqual({ removedContainers: 0 });
   });
 
   it('refuses a cold start of a version a deploy replaced while it started', async () => {
@@ -332,7 +360,7 @@ describe('the function entity', () => {
     const name = newName();
     await register(name, 'v1', at(1));
     const instance = await coldStart(name, 'v1');
-    await env.client.workflow.getHandle(workflowIds.entity(name)).signal(instanceGoneSignal, instance.containerId);
+    await client.workflow.getHandle(workflowIds.entity(name)).signal(instanceGoneSignal, instance.containerId);
     await waitFor('the instance to be forgotten', 10_000, async () => (await describeEntity(name)).instances.length === 0);
   });
 
@@ -344,7 +372,7 @@ describe('the function entity', () => {
     await register(name, 'v2', at(2));
     const before = await describeEntity(name);
     expect(before.retiring).toHaveLength(1);
-    const handle = env.client.workflow.getHandle(workflowIds.entity(name));
+    const handle = client.workflow.getHandle(workflowIds.entity(name));
     const firstRun = (await handle.describe()).runId;
 
     // Signals that change nothing (the container is unknown) until the history is long enough.
@@ -356,8 +384,9 @@ describe('the function entity', () => {
     expect(after).toEqual(before);
 
     await env.sleep(DRAIN_MS + 1000);
-    await waitFor('the carried drain to end', 10_000, () => docker.retired.length === 1);
-    expect(docker.retired).toEqual([[v1.containerId]]);
+    const v2 = (await describeEntity(name)).instances[0]?.containerId as string;
+    await waitFor('the carried drain to end', 10_000, () => retiredOf(v1.containerId, v2).length === 1);
+    expect(retiredOf(v1.containerId, v2)).toEqual([[v1.containerId]]);
     expect((await describeEntity(name)).retiring).toEqual([]);
   });
 });
