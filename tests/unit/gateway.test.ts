@@ -5,8 +5,11 @@ import { createTokenCheck } from '../../gateway/auth';
 import { createApp } from '../../gateway/app';
 import { toDownstreamHeaders, toUpstreamHeaders } from '../../gateway/invoke/headers';
 import { functionPath } from '../../gateway/invoke/service';
+import { connectTemporal } from '../../gateway/temporal';
+import { isTemporalUnreachable, toPlatError } from '../../gateway/temporal-errors';
 import { PlatError } from '../../lib/errors';
 import { loadSettings } from '../../lib/settings';
+import { freePort } from '../support/wait';
 
 describe('token check', () => {
   const check = createTokenCheck('s3cret');
@@ -83,5 +86,26 @@ describe('createApp without a live stack', () => {
     );
     expect(response.status).toBe(400);
     expect((await response.json()).error.message).toContain('"function"');
+  });
+});
+
+describe('Temporal out of reach', () => {
+  it('answers 503 PLATFORM_UNAVAILABLE within 2 s, judged from the gRPC status', async () => {
+    const settings = { ...loadSettings({}), temporalAddress: `127.0.0.1:${await freePort()}`, authToken: 'tok' };
+    const { client, connection } = connectTemporal(settings);
+    const { app } = createApp({ temporal: client, registry: new RegistryApi('127.0.0.1:1'), settings });
+    for (const path of ['/functions', '/functions/some-fn']) {
+      const started = Date.now();
+      const response = await app.handle(new Request(`http://localhost${path}`, { headers: { authorization: 'Bearer tok' } }));
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(response.status).toBe(503);
+      expect((await response.json()).error.code).toBe('PLATFORM_UNAVAILABLE');
+    }
+    await connection.close();
+  });
+
+  it('is not inferred from a message that merely mentions it', () => {
+    expect(isTemporalUnreachable(new Error('14 UNAVAILABLE: connect ECONNREFUSED'))).toBe(false);
+    expect(toPlatError(new Error('deadline exceeded'), 'INTERNAL').code).toBe('INTERNAL');
   });
 });
