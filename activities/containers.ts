@@ -18,6 +18,8 @@ export const CONTAINER_PORT = 8080;
 export const FUNCTION_NETWORK = 'plat-functions';
 const PORT_KEY = `${CONTAINER_PORT}/tcp`;
 const HEALTH_PATH = '/_/health';
+/** The runtime's own state: `{ pending }`, the work it goes on with after answering (ctx.waitUntil). */
+const STATE_PATH = '/_/state';
 const HEALTH_POLL_MS = 15;
 
 /** Where the gateway reaches a container: its address on the functions' bridge. */
@@ -36,7 +38,14 @@ export function containerSpec(name: string, version: FunctionVersion, instanceId
   return {
     name: containerName(name, version.version, instanceId),
     Image: version.image,
-    Env: [...Object.entries(config.env).map(([k, v]) => `${k}=${v}`), `PORT=${CONTAINER_PORT}`, `${INSTANCE_ENV}=${instanceId}`],
+    Env: [
+      ...Object.entries(config.env).map(([k, v]) => `${k}=${v}`),
+      `PORT=${CONTAINER_PORT}`,
+      `${INSTANCE_ENV}=${instanceId}`,
+      // The handler's `env` argument holds exactly these; ctx.waitUntil work is bounded by the timeout.
+      `PLAT_ENV_KEYS=${Object.keys(config.env).join(',')}`,
+      `PLAT_TIMEOUT_MS=${config.timeout * 1000}`,
+    ],
     Labels: {
       [LABELS.managed]: 'true',
       [LABELS.function]: name,
@@ -64,6 +73,16 @@ export function containerSpec(name: string, version: FunctionVersion, instanceId
 }
 
 export function createContainerActivities({ docker, registry, settings }: ActivityDeps) {
+  /** Resumes a paused container; one that is not paused (any more) is fine as it is. */
+  async function unpause(containerId: string): Promise<void> {
+    await docker
+      .getContainer(containerId)
+      .unpause()
+      .catch((error: unknown) => {
+        if (statusOf(error) !== 409 && !/is not paused/.test((error as Error).message)) throw error;
+      });
+  }
+
   async function removeContainer({ containerId }: { containerId: string }): Promise<void> {
     try {
       await docker.getContainer(containerId).remove({ force: true });
@@ -131,11 +150,76 @@ export function createContainerActivities({ docker, registry, settings }: Activi
     async findInstance({ name, version }: { name: string; version: string }): Promise<Instance | null> {
       for (const c of await containersOf(name)) {
         const instanceId = c.Labels[LABELS.instance];
-        if (c.State !== 'running' || c.Labels[LABELS.version] !== version || !instanceId) continue;
+        if ((c.State !== 'running' && c.State !== 'paused') || c.Labels[LABELS.version] !== version || !instanceId) continue;
         const url = urlOf(c.NetworkSettings?.Networks);
-        if (url) return { containerId: c.Id, instanceId, version, url, startedAt: new Date(c.Created * 1000).toISOString() };
+        if (!url) continue;
+        if (c.State === 'paused') await unpause(c.Id);
+        const now = new Date().toISOString();
+        return {
+          containerId: c.Id,
+          instanceId,
+          version,
+          url,
+          startedAt: new Date(c.Created * 1000).toISOString(),
+          state: 'running',
+          lastUsedAt: now,
+        };
       }
       return null;
+    },
+
+    /**
+     * Pauses an idle instance (`docker pause`: memory kept, no CPU), unless the function still has
+     * work after its answer (ctx.waitUntil), which the runtime tells on its state route.
+     */
+    async pauseInstance({
+      containerId,
+      instanceId,
+      url,
+    }: {
+      containerId: string;
+      instanceId: string;
+      url: string;
+    }): Promise<'paused' | 'busy' | 'gone'> {
+      const pending = await fetch(`${url}${STATE_PATH}`, { headers: { [INSTANCE_HEADER]: instanceId }, signal: AbortSignal.timeout(2000) })
+        .then(async (response) => (response.ok ? (((await response.json()) as { pending?: number }).pending ?? 0) : 0))
+        .catch(() => 0);
+      if (pending > 0) return 'busy';
+      try {
+        await docker.getContainer(containerId).pause();
+        return 'paused';
+      } catch (error) {
+        const status = statusOf(error);
+        if (status === 404 || status === 409) return 'gone'; // removed, or not running any more
+        throw error;
+      }
+    },
+
+    /** Removes the function's local images of versions not in `keep` (images in use by a container stay: 409). */
+    async pruneImages({ name, keep }: { name: string; keep: string[] }): Promise<number> {
+      const images = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name }) } });
+      const unused = images.filter((image) => !keep.includes(image.Labels?.[LABELS.version] ?? ''));
+      for (const image of unused) await removeImage(docker, image.Id);
+      return unused.length;
+    },
+
+    /** Deletes versions that fell out of the kept count: their manifests and sources in the registry, their local images. */
+    async discardVersions({
+      name,
+      versions,
+      keepSources,
+    }: {
+      name: string;
+      versions: Array<{ version: string; image: string; sourceDigest: string }>;
+      keepSources: string[];
+    }): Promise<void> {
+      const repository = repositoryPath(name);
+      for (const { version, image, sourceDigest } of versions) {
+        await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
+        if (!keepSources.includes(sourceDigest)) await registry.delete(repository, 'blobs', sourceDigest);
+        const local = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name, [LABELS.version]: version }) } });
+        for (const found of local) await removeImage(docker, found.Id, { force: true });
+      }
     },
 
     /** Makes sure the engine has the image; pulls it by digest from the registry when it does not. */

@@ -152,6 +152,8 @@ async function layOutRuntime(runtime: RuntimeInfo, contextDir: string): Promise<
   for (const file of await readdir(runtimeDir)) {
     if (!NOT_SHIPPED.has(file)) await cp(join(runtimeDir, file), join(platDir, file));
   }
+  // The contract the JS runtimes share (the instance check, the platform's routes, env and ctx).
+  if (runtime.language === 'js') await cp(join(RUNTIMES_DIR, 'js-shared', 'contract.mjs'), join(platDir, 'contract.mjs'));
   for (const tool of runtime.buildTools ?? []) {
     const source = BUILD_TOOLS[tool];
     if (!source) throw new Error(`unknown build tool ${tool}`);

@@ -24,11 +24,12 @@ export function createRegisterActivities({ temporal, settings, events, docker }:
      * version's container answers), and tells this host's gateways to route afresh.
      */
     async registerVersion({ version, requestedAt }: { version: FunctionVersion; requestedAt: string }): Promise<RegisterOutcome> {
+      const versionsKept = settings.versionsKept;
       const name = version.config.name;
       const outcome = await heartbeating(() =>
         temporal.workflow
           .executeUpdateWithStart(registerVersionUpdate, {
-            args: [{ version, requestedAt }],
+            args: [{ version, requestedAt, versionsKept }],
             updateId: `register/${version.version}`,
             startWorkflowOperation: new WithStartWorkflowOperation<(input: FunctionEntityInput) => Promise<void>>(WORKFLOW_TYPES.entity, {
               workflowId: workflowIds.entity(name),
@@ -54,7 +55,7 @@ export function createRegisterActivities({ temporal, settings, events, docker }:
      * Tells the entity that a cold start's container answers. The entity keeps it, or removes it
      * when a deploy or a removal overtook the start (a function that is gone removes it here).
      */
-    async reportInstance({ name, instance }: { name: string; instance: Instance }): Promise<InstanceOutcome> {
+    async reportInstance({ name, instance, preview }: { name: string; instance: Instance; preview: boolean }): Promise<InstanceOutcome> {
       try {
         // The entity may hold the report while it finishes another change (say, a deploy's start).
         return await heartbeating(() =>
@@ -62,7 +63,7 @@ export function createRegisterActivities({ temporal, settings, events, docker }:
             .getHandle(workflowIds.entity(name))
             // Retries of this report are one update; a later cold start that adopts the container reports it afresh.
             .executeUpdate(instanceStartedUpdate, {
-              args: [instance],
+              args: [{ instance, preview }],
               updateId: `started/${instance.instanceId}/${Context.current().info.workflowExecution?.runId}`,
             }),
         );

@@ -7,6 +7,7 @@ import { deploy } from './commands/deploy';
 import { init } from './commands/init';
 import { invoke } from './commands/invoke';
 import { describe, list, remove } from './commands/manage';
+import { rollback, versions } from './commands/versions';
 import { style } from './output';
 
 interface GlobalOptions {
@@ -68,6 +69,16 @@ cli
 cli
   .command('describe <name>', 'Show a function: active version, image, instances, versions')
   .action(async (name: string, options: GlobalOptions) => print(await describe(api(options), name, Boolean(options.json))));
+
+cli
+  .command('versions <name>', 'List the versions a function keeps, newest first, the active one marked')
+  .action(async (name: string, options: GlobalOptions) => print(await versions(api(options), name, Boolean(options.json))));
+
+cli
+  .command('rollback <name> [version]', 'Make a kept version active again (default: the one active before)')
+  .action(async (name: string, version: string | undefined, options: GlobalOptions) =>
+    print(await rollback(api(options), name, version, Boolean(options.json))),
+  );
 
 cli
   .command('remove <name>', 'Remove a function, its containers and its images')

@@ -1,7 +1,7 @@
 import { RegistryApi } from '../lib/registry-api';
 import { LIMITS, loadSettings } from '../lib/settings';
 import { createApp } from './app';
-import { followEvents } from './invoke/events';
+import { followEvents } from './invoke/worker-link';
 import { connectTemporal } from './temporal';
 
 const settings = loadSettings();

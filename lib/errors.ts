@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   NOT_FOUND: 404,
   FUNCTION_NOT_FOUND: 404,
   NO_ACTIVE_VERSION: 404,
+  VERSION_NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   /** nginx's code for a client that went away before the answer; only ever seen in logs. */
@@ -39,6 +40,7 @@ export const FAILURE_TYPES = {
   BuildFailed: 'BUILD_FAILED',
   DependencyInstallFailed: 'DEPENDENCY_INSTALL_FAILED',
   FunctionNotFound: 'FUNCTION_NOT_FOUND',
+  VersionNotFound: 'VERSION_NOT_FOUND',
   HealthCheckFailed: 'COLD_START_FAILED',
   VersionStartFailed: 'START_FAILED',
   BaseImageMissing: 'PLATFORM_UNAVAILABLE',

@@ -16,10 +16,21 @@ export type PlatformEvent =
       at: number;
     }
   /** A function's serving version changed (a deploy switched): route afresh. */
-  | { type: 'function-changed'; name: string };
+  | { type: 'function-changed'; name: string }
+  /** The idle rules paused a container: a request must resume it first (resumePath). */
+  | { type: 'instance-paused'; name: string; containerId: string }
+  | { type: 'instance-resumed'; name: string; containerId: string };
 
 export interface EventPublisher {
   publish(event: PlatformEvent): void;
 }
 
 export const EVENTS_PATH = '/events';
+
+/**
+ * The worker's other route on the same socket: `POST` resumes a paused container and answers once
+ * it runs, so a request to a paused function waits milliseconds, not a trip through Temporal.
+ */
+export function resumePath(containerId: string): string {
+  return `/instances/${containerId}/resume`;
+}

@@ -15,7 +15,28 @@ export interface FunctionConfig {
   cpu: number;
   /** Longest time one request may take, in seconds. */
   timeout: number;
+  /** The idle rules (see ScaleConfig). */
+  scale: ScaleConfig;
 }
+
+/**
+ * How an idle function scales down, in seconds without requests: a running instance is paused
+ * (`docker pause`: memory kept, no CPU; the next request resumes it in milliseconds) after
+ * `pauseAfter`, and stopped and removed after `stopAfter` in all (the next request cold-starts).
+ * `min` instances of the active version are kept running, never paused. 0 turns a rule off.
+ */
+export interface ScaleConfig {
+  min: number;
+  pauseAfter: number;
+  stopAfter: number;
+}
+
+export const SCALE_DEFAULTS: ScaleConfig = { min: 0, pauseAfter: 30, stopAfter: 600 };
+/**
+ * Bounds of the idle rules. The gateways report use every few seconds (USAGE_REPORT_MS), so a rule
+ * shorter than 5 s could pause an instance between two requests of a steady stream.
+ */
+export const SCALE_LIMITS = { min: { min: 0, max: 10 }, idle: { min: 5, max: 7 * 24 * 3600 } } as const;
 
 export const CONFIG_DEFAULTS = { memory: 256, cpu: 1, timeout: 30 } as const;
 export const CONFIG_LIMITS = {
@@ -24,7 +45,7 @@ export const CONFIG_LIMITS = {
   timeout: { min: 1, max: 900 },
 } as const;
 
-const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout'];
+const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale'];
 const ENTRY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['PORT', 'PLAT_ENTRY', 'HOME']);
@@ -86,6 +107,8 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   const cpu = numberField(input, 'cpu', problems);
   const timeout = numberField(input, 'timeout', problems);
 
+  const scale = scaleField(input.scale, problems);
+
   for (const key of Object.keys(input)) {
     if (!KNOWN_KEYS.includes(key)) problems.push(`unknown field "${key}" (known: ${KNOWN_KEYS.join(', ')})`);
   }
@@ -93,8 +116,38 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   if (problems.length > 0) return { ok: false, problems };
   return {
     ok: true,
-    config: { name: input.name as string, runtime: runtime as string, entry: entry as string, env, memory, cpu, timeout },
+    config: { name: input.name as string, runtime: runtime as string, entry: entry as string, env, memory, cpu, timeout, scale },
   };
+}
+
+/** `scale`: an object of whole seconds (and a count), each field optional, defaults filled in. */
+function scaleField(raw: unknown, problems: string[]): ScaleConfig {
+  if (raw === undefined) return { ...SCALE_DEFAULTS };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    problems.push('scale must be an object such as { "min": 0, "pauseAfter": 30, "stopAfter": 600 }');
+    return { ...SCALE_DEFAULTS };
+  }
+  const input = raw as Record<string, unknown>;
+  const scale = { ...SCALE_DEFAULTS };
+  for (const key of Object.keys(input)) {
+    if (!(key in SCALE_DEFAULTS)) problems.push(`unknown field "scale.${key}" (known: ${Object.keys(SCALE_DEFAULTS).join(', ')})`);
+  }
+  const whole = (key: keyof ScaleConfig, ok: (n: number) => boolean, rule: string) => {
+    const value = input[key] ?? SCALE_DEFAULTS[key];
+    if (typeof value !== 'number' || !Number.isInteger(value) || !ok(value)) {
+      problems.push(`scale.${key} must be ${rule} (got ${JSON.stringify(input[key])})`);
+    } else scale[key] = value;
+  };
+  const { min, idle } = SCALE_LIMITS;
+  whole('min', (n) => n >= min.min && n <= min.max, `a whole number from ${min.min} to ${min.max}`);
+  const idleRule = `0 (never) or whole seconds from ${idle.min} to ${idle.max}`;
+  const idleOk = (n: number) => n === 0 || (n >= idle.min && n <= idle.max);
+  whole('pauseAfter', idleOk, idleRule);
+  whole('stopAfter', idleOk, idleRule);
+  if (scale.pauseAfter > 0 && scale.stopAfter > 0 && scale.stopAfter < scale.pauseAfter) {
+    problems.push(`scale.stopAfter (${scale.stopAfter}) must not be shorter than scale.pauseAfter (${scale.pauseAfter})`);
+  }
+  return scale;
 }
 
 /** Parses function.json text; JSON syntax errors become one problem. */

@@ -24,7 +24,8 @@ export function newVersion(now: Date, randomHex4: string): string {
 export const workflowIds = {
   entity: (fn: string) => `function/${fn}`,
   deploy: (fn: string, version: string) => `deploy/${fn}/${version}`,
-  coldStart: (fn: string) => `coldstart/${fn}`,
+  /** One per function and version: concurrent first requests for a version share its start. */
+  coldStart: (fn: string, version: string) => `coldstart/${fn}/${version}`,
 };
 
 /** The registry repository (path part) of a function's images and uploaded sources. */

@@ -43,8 +43,11 @@ export const ROUTE_REVALIDATE_MS = 3000;
  */
 export const DRAIN_MS = ROUTE_REVALIDATE_MS + 2000;
 
-/** How long a gateway waits for Temporal before it answers 503 PLATFORM_UNAVAILABLE. */
-export const TEMPORAL_CALL_TIMEOUT_MS = 2000;
+/**
+ * How often a gateway tells the entities which instances served requests (one signal per function
+ * with traffic, never one per request): the idle rules count from the last use it reports.
+ */
+export const USAGE_REPORT_MS = 2000;
 
 /** Settings of the gateway and worker processes, from the environment (see README). */
 export interface Settings {
@@ -66,6 +69,8 @@ export interface Settings {
    * meanwhile, e.g. the log of a start that failed); one never started stays twice as long.
    */
   reapAfterMs: number;
+  /** How many versions a function keeps (PLAT_VERSIONS_KEPT); an older one is deleted from the registry and the engine. */
+  versionsKept: number;
   /** Base images that replace a runtime's default (PLAT_BASE_IMAGE_<RUNTIME>, e.g. PLAT_BASE_IMAGE_PYTHON_FLASK). */
   baseImages: Record<string, string>;
 }
@@ -88,6 +93,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     authToken: env.AUTH_TOKEN || undefined,
     eventsSocket: env.PLAT_EVENTS_SOCKET || `${dataDir}/run/events.sock`,
     reapAfterMs: Number(env.PLAT_REAP_AFTER_SECONDS || 60) * 1000,
+    versionsKept: Math.max(2, Number(env.PLAT_VERSIONS_KEPT || 20)),
     baseImages,
   };
 }

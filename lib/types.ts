@@ -24,6 +24,10 @@ export interface Instance {
   /** Where the gateway proxies to: the container on the functions' bridge, e.g. http://172.19.0.2:8080 */
   url: string;
   startedAt: string;
+  /** Paused by the idle rules (memory kept, no CPU): a request resumes it. */
+  state: 'running' | 'paused';
+  /** The last request the gateways reported, or the start (ISO time): the idle rules count from it. */
+  lastUsedAt: string;
 }
 
 /** Containers a switch replaced, stopped once the drain ends. */
@@ -44,7 +48,11 @@ export interface FunctionState {
    * not activated.
    */
   activatedAt?: string;
+  /** The version that was active before the current one: what `plat rollback` goes back to. */
+  previousVersion?: string;
+  /** Oldest first, at most `versionsKept` (plus the active and the previous one, always kept). */
   versions: FunctionVersion[];
+  versionsKept?: number;
   instances: Instance[];
   /** Replaced containers still draining; carried over by continue-as-new. */
   retiring: Retirement[];
@@ -56,6 +64,22 @@ export interface FunctionState {
 export interface RegisterOutcome {
   activated: boolean;
   activeVersion: string;
+}
+
+/** What a rollback answers. */
+export interface RollbackOutcome {
+  activeVersion: string;
+  previousVersion?: string;
+}
+
+/** One line of `plat versions` / `GET /functions/:name/versions`, newest first. */
+export interface VersionSummary {
+  version: string;
+  deployedAt: string;
+  digest: string;
+  image: string;
+  runtime: string;
+  active: boolean;
 }
 
 /** What the entity answers a started instance: it serves, or its container was removed. */
@@ -97,6 +121,8 @@ export interface DeployResult {
 export interface ColdStartInput {
   name: string;
   version: FunctionVersion;
+  /** A start for the version's preview URL (`NAME@VERSION`), which may be any kept version, not only the active one. */
+  preview?: boolean;
 }
 
 /** Events the gateway streams while a deploy runs (`POST /functions?wait=true`), one JSON per line. */

@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import type { EventPublisher } from '../lib/events';
 import { LABELS, workflowIds } from '../lib/names';
 import type { Settings } from '../lib/settings';
-import { describeQuery, instanceGoneSignal, WORKFLOW_TYPES } from '../workflows/definitions';
+import { describeQuery, instanceGoneSignal, instanceResumedSignal, WORKFLOW_TYPES } from '../workflows/definitions';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 2000;
@@ -59,7 +59,11 @@ export class EngineWatch {
     while (!this.stopped) {
       try {
         const stream = (await this.docker.getEvents({
-          filters: { type: ['container'], event: ['die', 'destroy'], label: [`${LABELS.queue}=${this.settings.taskQueue}`] },
+          filters: {
+            type: ['container'],
+            event: ['die', 'destroy', 'pause', 'unpause'],
+            label: [`${LABELS.queue}=${this.settings.taskQueue}`],
+          },
         })) as NodeJS.ReadableStream & { destroy?: () => void };
         this.stream = stream;
         if (lost) console.log('the Docker engine answers again; reconciling the instances');
@@ -103,9 +107,22 @@ export class EngineWatch {
     const id = event.Actor?.ID;
     const name = event.Actor?.Attributes?.[LABELS.function];
     if (!id || !name) return;
-    const exitCode = event.Actor?.Attributes?.exitCode;
     const at = event.timeNano ? Math.floor(event.timeNano / 1e6) : Date.now();
-    this.report(name, id, event.Action === 'destroy' ? 'removed' : `exited with code ${exitCode ?? '?'}`, at);
+    switch (event.Action) {
+      case 'pause':
+        this.events.publish({ type: 'instance-paused', name, containerId: id });
+        return;
+      case 'unpause':
+        // A gateway had it resumed for a request: the entity's idle rules count from now.
+        this.events.publish({ type: 'instance-resumed', name, containerId: id });
+        this.temporal.workflow
+          .getHandle(workflowIds.entity(name))
+          .signal(instanceResumedSignal, { containerId: id, at: new Date(at).toISOString() })
+          .catch(() => {});
+        return;
+      default:
+        this.report(name, id, event.Action === 'destroy' ? 'removed' : `exited with code ${event.Actor?.Attributes?.exitCode ?? '?'}`, at);
+    }
   }
 
   /** Tells the gateways (at once) and the entity (durably) that a container no longer serves. */

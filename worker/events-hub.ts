@@ -3,18 +3,30 @@ import { createServer, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { EVENTS_PATH, type EventPublisher, type PlatformEvent } from '../lib/events';
 
+/** lib/events.ts resumePath, with the container id captured. */
+const RESUME_PATH = /^\/instances\/([0-9a-f]{12,64})\/resume$/;
+
 /** A line every so often, so a subscriber notices a worker that vanished without closing the socket. */
 const KEEPALIVE_MS = 10_000;
 
 /**
  * Where this host's gateways hear what the worker knows the moment it knows it: `GET /events` on a
- * Unix socket, answered with JSON lines that never end. A Unix socket, because the gateways that can
+ * Unix socket, answered with JSON lines that never end; and where they have it resume a paused
+ * container (`POST /instances/<id>/resume`), which must not wait for a trip through Temporal. A Unix socket, because the gateways that can
  * use these events are the ones on this host (they reach containers at their bridge addresses), and
  * its file permissions keep everyone else out without a token.
  */
 export class EventsHub implements EventPublisher {
   private readonly subscribers = new Set<ServerResponse>();
   private readonly server = createServer((request, response) => {
+    const resume = request.method === 'POST' ? RESUME_PATH.exec(request.url ?? '') : null;
+    if (resume?.[1]) {
+      this.resume(resume[1]).then(
+        () => response.writeHead(204).end(),
+        (error: Error) => response.writeHead(502, { 'content-type': 'text/plain' }).end(error.message),
+      );
+      return;
+    }
     if (request.url !== EVENTS_PATH) {
       response.writeHead(404).end();
       return;
@@ -26,7 +38,11 @@ export class EventsHub implements EventPublisher {
   });
   private keepalive?: ReturnType<typeof setInterval>;
 
-  constructor(private readonly socketPath: string) {}
+  /** `resume` unpauses a container for a gateway (POST resumePath). */
+  constructor(
+    private readonly socketPath: string,
+    private readonly resume: (containerId: string) => Promise<void>,
+  ) {}
 
   async listen(): Promise<void> {
     await mkdir(dirname(this.socketPath), { recursive: true });

@@ -18,7 +18,15 @@ async function run(): Promise<void> {
   const connection = await NativeConnection.connect({ address });
   const client = new Client({ connection: await Connection.connect({ address }), namespace: settings.temporalNamespace });
   const docker = new Docker();
-  const events = new EventsHub(settings.eventsSocket);
+  // A gateway's request for a paused container: resumed here, on the engine, not through Temporal.
+  const events = new EventsHub(settings.eventsSocket, (containerId) =>
+    docker
+      .getContainer(containerId)
+      .unpause()
+      .catch((error: Error) => {
+        if (!/is not paused/.test(error.message)) throw error;
+      }),
+  );
   await events.listen();
   const watch = new EngineWatch(docker, client, settings, events);
 

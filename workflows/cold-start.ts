@@ -12,15 +12,15 @@ const { reportInstance } = proxyActivities<Activities>(temporalCall);
 export const START_TIMEOUT_MS = 30_000;
 
 /**
- * coldstart/<fn>: started by the gateway with the "use existing" conflict policy, so any number of
- * concurrent first requests share one run and one container start. The entity has the last word:
+ * coldstart/<fn>/<version>: started by the gateway with the "use existing" conflict policy, so any
+ * number of concurrent first requests for a version share one run and one container start. The entity has the last word:
  * a start that a deploy or a removal overtook is refused, and its container removed.
  */
-export async function coldStart({ name, version }: ColdStartInput): Promise<Instance> {
+export async function coldStart({ name, version, preview = false }: ColdStartInput): Promise<Instance> {
   // A container may already run that the entity does not list (its report was lost, or the
   // gateway restarted): it is reported like a new one.
   const instance = (await findInstance({ name, version: version.version })) ?? (await startInstance(name, version));
-  const outcome = await reportInstance({ name, instance });
+  const outcome = await reportInstance({ name, instance, preview });
   if (outcome.accepted) return instance;
   if (outcome.reason === 'removed') throw removedWhileStarting(name);
   throw ApplicationFailure.create({
@@ -42,7 +42,8 @@ export async function startInstance(name: string, version: FunctionVersion): Pro
   try {
     const url = await startContainer({ containerId });
     await waitHealthy({ url, containerId, instanceId, timeoutMs: START_TIMEOUT_MS });
-    return { containerId, instanceId, version: version.version, url, startedAt: new Date().toISOString() };
+    const startedAt = new Date().toISOString();
+    return { containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt };
   } catch (error) {
     await removeContainer({ containerId });
     throw error;

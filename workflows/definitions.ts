@@ -3,7 +3,7 @@
  * Free of workflow code, so the gateway and activities import it without the workflow sandbox.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { FunctionState, FunctionVersion, Instance, InstanceOutcome, RegisterOutcome, StepProgress } from '../lib/types';
+import type { FunctionState, FunctionVersion, Instance, InstanceOutcome, RegisterOutcome, RollbackOutcome, StepProgress } from '../lib/types';
 
 export const WORKFLOW_TYPES = {
   deploy: 'deployFunction',
@@ -26,14 +26,28 @@ export interface RegisterInput {
   version: FunctionVersion;
   /** When the deploy started (its workflow's start time, the server's clock): orders overlapping deploys. */
   requestedAt: string;
+  /** How many versions the function keeps (the worker's PLAT_VERSIONS_KEPT). */
+  versionsKept?: number;
+}
+
+/** A container that answered a request, and when (ISO time). */
+export interface InstanceUse {
+  containerId: string;
+  at: string;
 }
 
 export const describeQuery = defineQuery<FunctionState>('describe');
 /** Sent with updateId = the version id: a retried registration is answered, not redone. */
 export const registerVersionUpdate = defineUpdate<RegisterOutcome, [RegisterInput]>('registerVersion');
 export const removeUpdate = defineUpdate<{ removedContainers: number }, []>('remove');
+/** Makes a kept version the active one (rollback); without a version, the one active before. */
+export const activateVersionUpdate = defineUpdate<RollbackOutcome, [{ version?: string }]>('activateVersion');
 /** Sent by a cold start with updateId = the instance id and the cold start's run. */
-export const instanceStartedUpdate = defineUpdate<InstanceOutcome, [Instance]>('instanceStarted');
+export const instanceStartedUpdate = defineUpdate<InstanceOutcome, [{ instance: Instance; preview: boolean }]>('instanceStarted');
+/** The gateways' batched report of which instances served requests: the idle rules count from it. */
+export const instancesUsedSignal = defineSignal<[InstanceUse[]]>('instancesUsed');
+/** A paused instance that a request resumed (the worker unpaused it for a gateway). */
+export const instanceResumedSignal = defineSignal<[InstanceUse]>('instanceResumed');
 /** A container that died, was removed, or stopped answering: sent by the worker's engine watch and by gateways. */
 export const instanceGoneSignal = defineSignal<[string]>('instanceGone');
 

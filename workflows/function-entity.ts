@@ -13,52 +13,68 @@ import {
 } from '@temporalio/workflow';
 import { Mutex } from 'async-mutex';
 import type { Activities } from '../activities';
+import { SCALE_DEFAULTS, type ScaleConfig } from '../lib/function-config';
 import { SEARCH_ATTRIBUTES } from '../lib/names';
 import { DRAIN_MS } from '../lib/settings';
-import type { FunctionState, FunctionVersion, Instance, RegisterOutcome, Retirement } from '../lib/types';
+import type { FunctionState, FunctionVersion, Instance, RegisterOutcome, Retirement, RollbackOutcome } from '../lib/types';
 import { dockerShort, imageTransfer } from './activity-options';
 import { removedWhileStarting, startInstance } from './cold-start';
 import {
+  activateVersionUpdate,
   describeQuery,
   ENTITY_HISTORY_LIMIT,
   type FunctionEntityInput,
   instanceGoneSignal,
+  instanceResumedSignal,
   instanceStartedUpdate,
+  instancesUsedSignal,
   registerVersionUpdate,
   removeUpdate,
 } from './definitions';
 
-const { removeContainers, retireContainers, removeContainer } = proxyActivities<Activities>(dockerShort);
-const { removeFunctionArtifacts } = proxyActivities<Activities>(imageTransfer);
+const { removeContainers, retireContainers, removeContainer, pauseInstance, pruneImages } = proxyActivities<Activities>(dockerShort);
+const { removeFunctionArtifacts, discardVersions } = proxyActivities<Activities>(imageTransfer);
 
-/** How many versions a function keeps (images in the registry, entries in its history). */
+/** How many versions a function keeps when the registration does not say (PLAT_VERSIONS_KEPT). */
 export const VERSIONS_KEPT = 20;
 
-/** How long a retirement that failed (the engine was down) waits before it tries again. */
-const RETIRE_RETRY_MS = 30_000;
+/** How long a retirement or an idle transition that failed (the engine was down) waits before it tries again. */
+const RETRY_MS = 30_000;
+
+type IdleAction = { at: number; instance?: Instance; action: 'pause' | 'stop' | 'start' };
 
 /**
  * One long-lived workflow per function (id `function/<name>`): the one writer of its versions and
- * instances. Deploys register versions and cold starts report instances through updates; the
- * worker's engine watch and the gateways report dead containers by signal.
+ * instances. Deploys register versions, rollbacks activate them and cold starts report instances
+ * through updates; the worker reports dead and resumed containers and the gateways report use by
+ * signal. It owns the idle timers: instances are paused, then stopped, by its own activities, so
+ * each transition shows in its history.
  *
  * Handlers that await run one at a time, under `mutex` (as in Temporal's safe-message-handlers
  * sample): each reads the state after it holds the lock, so no decision rests on a state that
- * changed during another handler's await. Handlers that do not await (describe, instanceGone) are
+ * changed during another handler's await. Handlers that do not await (describe, the signals) are
  * atomic by construction and take no lock, so a dead container is forgotten even while a
  * registration waits for a new container to start.
  *
- * Overlapping deploys: the deploy that started last wins. Each registration carries when its deploy
- * started; one that started before the active version's deploy is recorded (it can be rolled back
- * to) but not activated. A switch retires exactly the containers it replaced, after DRAIN_MS.
+ * Every registration and rollback proves its version starts (a container that answers its health
+ * route, or one of that version already running) before the switch. Overlapping deploys: the deploy
+ * that started last wins; one that started before the active version's deploy (or rollback) is
+ * recorded but not activated. A switch retires exactly the containers of the version it replaced,
+ * after DRAIN_MS; preview instances of other versions idle out by the rules.
  */
 export async function functionEntity({ name, state: carried, historyLimit = ENTITY_HISTORY_LIMIT }: FunctionEntityInput): Promise<void> {
   const state: FunctionState = carried ?? { name, createdAt: new Date().toISOString(), versions: [], instances: [], retiring: [] };
   const mutex = new Mutex();
   /** Set the moment a removal is asked for, before it holds the lock: from then on nothing new is started. */
   let removing = false;
+  /** Bumped whenever instances, their use or the active version change: the idle timer recomputes its next deadline. */
+  let changes = 0;
 
   setHandler(describeQuery, () => state);
+
+  const versionOf = (id: string | undefined) => state.versions.find((v) => v.version === id);
+  const scaleOf = (version: string): ScaleConfig => versionOf(version)?.config.scale ?? SCALE_DEFAULTS;
+  const now = () => new Date().toISOString();
 
   /** Stops the containers a switch replaced once the drain is over; retried while the engine is away. */
   async function retire(retirement: Retirement): Promise<void> {
@@ -71,27 +87,50 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
         break;
       } catch (error) {
         log.warn('retiring replaced containers failed; trying again', { containerIds: retirement.containerIds, error });
-        wait = RETIRE_RETRY_MS;
+        wait = RETRY_MS;
       }
     }
     state.retiring = state.retiring.filter((r) => r !== retirement);
+    await reclaimImages();
   }
   // Drains that a previous run (before continue-as-new) had not finished.
   for (const retirement of state.retiring) void retire(retirement);
 
-  function record(version: FunctionVersion): void {
-    const versions = [...state.versions, version].sort((a, b) => a.version.localeCompare(b.version));
-    const kept = versions.slice(-VERSIONS_KEPT);
-    const active = versions.find((v) => v.version === state.activeVersion);
-    state.versions = active && !kept.includes(active) ? [active, ...kept.slice(1)] : kept;
+  /** Removes the local images no instance needs, but the active version's and the previous one's (a fast rollback). */
+  async function reclaimImages(): Promise<void> {
+    if (removing) return;
+    const keep = new Set([state.activeVersion, state.previousVersion, ...state.instances.map((i) => i.version)]);
+    await pruneImages({ name, keep: [...keep].filter((v): v is string => v !== undefined) }).catch((error: unknown) =>
+      log.warn('removing unused images failed', { error }),
+    );
   }
 
-  function outcome(): RegisterOutcome {
-    return { activated: false, activeVersion: state.activeVersion ?? '' };
+  /** Records a version; those that fall out of the kept count are deleted from the registry and the engine. */
+  async function record(version: FunctionVersion, versionsKept: number): Promise<void> {
+    state.versionsKept = versionsKept;
+    const all = [...state.versions, version].sort((a, b) => a.version.localeCompare(b.version));
+    const protectedIds = new Set([state.activeVersion, state.previousVersion, version.version]);
+    const dropped: FunctionVersion[] = [];
+    let excess = all.length - versionsKept;
+    for (const v of all) {
+      if (excess <= 0) break;
+      if (protectedIds.has(v.version) || state.instances.some((i) => i.version === v.version)) continue;
+      dropped.push(v);
+      excess--;
+    }
+    state.versions = all.filter((v) => !dropped.includes(v));
+    if (dropped.length === 0) return;
+    await discardVersions({
+      name,
+      versions: dropped.map((v) => ({ version: v.version, image: v.image, sourceDigest: v.sourceDigest })),
+      keepSources: state.versions.map((v) => v.sourceDigest),
+    }).catch((error: unknown) => log.warn('deleting versions that fell out failed', { error }));
   }
 
-  /** Makes the version the one that serves; the containers of the others drain, then stop. */
+  /** Makes the version the one that serves; the previous version's containers drain, then stop. */
   function activate(version: FunctionVersion, requestedAt: string, started: Instance | undefined): void {
+    const previous = state.activeVersion;
+    if (previous !== undefined && previous !== version.version) state.previousVersion = previous;
     state.activeVersion = version.version;
     state.activatedAt = requestedAt;
     upsertSearchAttributes([
@@ -99,56 +138,66 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       { key: SEARCH_ATTRIBUTES.version, value: version.version },
       { key: SEARCH_ATTRIBUTES.runtime, value: version.config.runtime },
     ]);
-    const replaced = state.instances.filter((i) => i.version !== version.version);
-    state.instances = [...state.instances.filter((i) => i.version === version.version), ...(started ? [started] : [])];
+    if (started) state.instances.push(started);
+    changes++;
+    if (previous === undefined || previous === version.version) return;
+    const replaced = state.instances.filter((i) => i.version === previous);
     if (replaced.length === 0) return;
+    state.instances = state.instances.filter((i) => i.version !== previous);
     const retirement: Retirement = { containerIds: replaced.map((i) => i.containerId), at: new Date(Date.now() + DRAIN_MS).toISOString() };
     state.retiring.push(retirement);
     void retire(retirement);
   }
 
   /**
-   * A function that is serving gets its new version running before the switch: no request waits for
-   * a cold start, and a version that cannot start fails its deploy while the old one keeps serving.
+   * Proves the version starts: a container of it that runs already will do; else a new one must
+   * answer its health route. A version that cannot start fails its deploy (or rollback) while the
+   * active one keeps serving.
    */
-  async function startForSwitch(version: FunctionVersion): Promise<Instance | undefined> {
-    if (state.instances.length === 0) return undefined;
+  async function proveStart(version: FunctionVersion): Promise<Instance | undefined> {
+    if (state.instances.some((i) => i.version === version.version && i.state === 'running')) return undefined;
     try {
       return await startInstance(name, version);
     } catch (error) {
       const cause = error instanceof ActivityFailure && error.cause ? error.cause : (error as Error);
       if (cause instanceof ApplicationFailure && cause.type === 'EngineUnavailable') throw cause;
+      const serving = state.activeVersion ? `, so ${state.activeVersion} keeps serving` : '';
       throw ApplicationFailure.create({
         type: 'VersionStartFailed',
-        message: `${version.version} did not start, so ${state.activeVersion} keeps serving: ${cause.message}`,
+        message: `${version.version} did not start${serving}: ${cause.message}`,
         nonRetryable: true,
       });
     }
   }
 
+  /** After an await: a removal may have come meanwhile (it refuses new work at once); what was started must go. */
+  async function abandonIfRemoving(started: Instance | undefined): Promise<void> {
+    if (!removing) return;
+    if (started) await removeContainer({ containerId: started.containerId });
+    throw removedWhileStarting(name);
+  }
+
   setHandler(
     registerVersionUpdate,
-    ({ version, requestedAt }) =>
+    ({ version, requestedAt, versionsKept = VERSIONS_KEPT }) =>
       mutex.runExclusive(async () => {
         // A registration that is retried (after a continue-as-new the update id no longer dedupes it).
-        if (state.versions.some((v) => v.version === version.version)) {
-          return { ...outcome(), activated: state.activeVersion === version.version };
-        }
+        if (versionOf(version.version)) return { activated: state.activeVersion === version.version, activeVersion: state.activeVersion ?? '' };
         if (removing) throw removedWhileStarting(name);
+        // This await would be dangerous without the lock held: another deploy could switch meanwhile.
+        const started = await proveStart(version);
+        await abandonIfRemoving(started);
         if (state.activatedAt !== undefined && requestedAt < state.activatedAt) {
-          record(version);
-          return outcome();
+          // A deploy that started before the active version's: kept (for a rollback), not served.
+          // Its container, proof that it starts, stays as a preview instance until it idles out.
+          if (started) state.instances.push(started);
+          changes++;
+          await record(version, versionsKept);
+          return { activated: false, activeVersion: state.activeVersion ?? '' } satisfies RegisterOutcome;
         }
-        const started = await startForSwitch(version);
-        // This await would be dangerous without the lock held: another deploy could have switched
-        // meanwhile. With it, only a removal (which refuses new work at once) can have come.
-        if (removing) {
-          if (started) await removeContainer({ containerId: started.containerId });
-          throw removedWhileStarting(name);
-        }
-        record(version);
         activate(version, requestedAt, started);
-        return { ...outcome(), activated: true };
+        await record(version, versionsKept);
+        return { activated: true, activeVersion: version.version } satisfies RegisterOutcome;
       }),
     {
       validator: ({ version, requestedAt }) => {
@@ -160,24 +209,85 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     },
   );
 
-  setHandler(instanceStartedUpdate, (instance) =>
+  setHandler(
+    activateVersionUpdate,
+    ({ version }) =>
+      mutex.runExclusive(async (): Promise<RollbackOutcome> => {
+        if (removing) throw removedWhileStarting(name);
+        const target = version ?? state.previousVersion;
+        if (!target) {
+          throw ApplicationFailure.create({
+            type: 'VersionNotFound',
+            message: `function ${name} has no previous version to roll back to; name one (plat versions ${name})`,
+            nonRetryable: true,
+          });
+        }
+        const found = versionOf(target);
+        if (!found) {
+          throw ApplicationFailure.create({
+            type: 'VersionNotFound',
+            message: `function ${name} has no version ${target}; it keeps ${state.versions.map((v) => v.version).join(', ') || 'none'}`,
+            nonRetryable: true,
+          });
+        }
+        if (found.version !== state.activeVersion) {
+          const started = await proveStart(found);
+          await abandonIfRemoving(started);
+          // A rollback is a request of its own: a deploy that started before it and ends after it does not undo it.
+          activate(found, now(), started);
+        }
+        return { activeVersion: found.version, previousVersion: state.previousVersion };
+      }),
+    {
+      validator: (_request: { version?: string }) => {
+        if (removing)
+          throw ApplicationFailure.create({ type: 'Conflict', message: `function ${name} is being removed`, nonRetryable: true });
+      },
+    },
+  );
+
+  setHandler(instanceStartedUpdate, ({ instance, preview }) =>
     mutex.runExclusive(async () => {
       if (removing || state.removed) {
         await removeContainer({ containerId: instance.containerId });
         return { accepted: false, reason: 'removed' } as const;
       }
-      if (instance.version !== state.activeVersion) {
+      if (!versionOf(instance.version) || (!preview && instance.version !== state.activeVersion)) {
         // A cold start that a deploy overtook: its container must not linger, and its gateway routes again.
         await removeContainer({ containerId: instance.containerId });
         return { accepted: false, reason: 'superseded', activeVersion: state.activeVersion } as const;
       }
       if (!state.instances.some((i) => i.containerId === instance.containerId)) state.instances.push(instance);
+      changes++;
       return { accepted: true } as const;
     }),
   );
 
   setHandler(instanceGoneSignal, (containerId) => {
     state.instances = state.instances.filter((i) => i.containerId !== containerId);
+    changes++;
+  });
+
+  /** A later use of an instance than it knew of. */
+  function used(containerId: string, at: string): Instance | undefined {
+    const instance = state.instances.find((i) => i.containerId === containerId);
+    if (instance && at > instance.lastUsedAt) {
+      instance.lastUsedAt = at;
+      changes++;
+    }
+    return instance;
+  }
+
+  setHandler(instancesUsedSignal, (uses) => {
+    for (const { containerId, at } of uses) used(containerId, at);
+  });
+
+  setHandler(instanceResumedSignal, ({ containerId, at }) => {
+    const instance = used(containerId, at);
+    if (instance && instance.state !== 'running') {
+      instance.state = 'running';
+      changes++;
+    }
   });
 
   setHandler(
@@ -211,9 +321,83 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     },
   );
 
+  /**
+   * What the idle rules do next: start an instance when the active version has fewer than `min`
+   * (at once), else pause or stop the instance whose deadline comes first. The `min` most recently
+   * used instances of the active version are never paused or stopped.
+   */
+  function nextIdleAction(): IdleAction | undefined {
+    const active = state.activeVersion;
+    const activeScale = active ? scaleOf(active) : SCALE_DEFAULTS;
+    const serving = state.instances.filter((i) => i.version === active).sort((a, b) => b.lastUsedAt.localeCompare(a.lastUsedAt));
+    if (active && serving.length < activeScale.min) return { at: Date.now(), action: 'start' };
+    const exempt = new Set(serving.slice(0, activeScale.min).map((i) => i.containerId));
+    let next: IdleAction | undefined;
+    for (const instance of state.instances) {
+      if (exempt.has(instance.containerId)) continue;
+      const { pauseAfter, stopAfter } = scaleOf(instance.version);
+      const since = Date.parse(instance.lastUsedAt);
+      let due: IdleAction | undefined;
+      if (instance.state === 'running' && pauseAfter > 0) due = { at: since + pauseAfter * 1000, instance, action: 'pause' };
+      else if (stopAfter > 0) due = { at: since + stopAfter * 1000, instance, action: 'stop' };
+      if (due && (!next || due.at < next.at)) next = due;
+    }
+    return next;
+  }
+
+  /** Carries out one idle action; the state is read again under the lock, so a use reported meanwhile wins. */
+  async function idleStep(): Promise<void> {
+    const due = nextIdleAction();
+    if (!due || due.at > Date.now() || removing) return;
+    const { instance, action } = due;
+    if (action === 'start') {
+      const active = versionOf(state.activeVersion);
+      if (!active) return;
+      const started = await startInstance(name, active);
+      await abandonIfRemoving(started);
+      state.instances.push(started);
+      changes++;
+      return;
+    }
+    if (!instance) return;
+    if (action === 'pause') {
+      const outcome = await pauseInstance({ containerId: instance.containerId, instanceId: instance.instanceId, url: instance.url });
+      // Work the function goes on with after its answer (ctx.waitUntil) counts as use.
+      if (outcome === 'busy') instance.lastUsedAt = now();
+      else if (outcome === 'paused') instance.state = 'paused';
+      else state.instances = state.instances.filter((i) => i !== instance);
+    } else {
+      await retireContainers({ containerIds: [instance.containerId] });
+      state.instances = state.instances.filter((i) => i !== instance);
+      await reclaimImages();
+    }
+    changes++;
+  }
+
+  /** The idle timer: sleeps until the next deadline, or until something changes it. */
+  async function idleTimer(): Promise<void> {
+    while (!removing && !state.removed) {
+      const seen = changes;
+      const due = nextIdleAction();
+      const changed = () => changes !== seen || removing || state.removed === true;
+      if (!due) await condition(changed);
+      else if (due.at > Date.now()) await condition(changed, due.at - Date.now());
+      if (removing || state.removed) return;
+      if (changes !== seen && due && due.at > Date.now()) continue;
+      try {
+        await mutex.runExclusive(idleStep);
+      } catch (error) {
+        if (removing || state.removed) return;
+        log.warn('an idle transition failed; trying again later', { error });
+        await condition(() => removing || state.removed === true, RETRY_MS);
+      }
+    }
+  }
+  void idleTimer();
+
   const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyLimit;
   await condition(() => state.removed === true || (historyFull() && !removing));
-  await condition(allHandlersFinished);
+  await condition(() => allHandlersFinished() && !mutex.isLocked());
   if (state.removed) return;
   await continueAsNew<typeof functionEntity>({ name, state, historyLimit });
 }

@@ -22,7 +22,12 @@ export async function describe(api: Api, name: string, json: boolean): Promise<s
     `  image      ${active?.image ?? '-'}`,
     `  limits     ${active ? `${active.config.memory} MiB, ${active.config.cpu} CPU, ${active.config.timeout} s per request` : '-'}`,
     `  endpoint   ${api.url(`/function/${fn.name}`)}`,
-    `  instances  ${fn.instances.length === 0 ? 'none (the next request starts one)' : fn.instances.map((i) => `${i.containerId.slice(0, 12)} ${i.version}`).join(', ')}`,
+    `  scale      ${active ? `min ${active.config.scale.min}, paused after ${idle(active.config.scale.pauseAfter)}, stopped after ${idle(active.config.scale.stopAfter)} without requests` : '-'}`,
+    `  instances  ${fn.instances.length === 0 ? 'none (the next request starts one)' : ''}`,
+    ...fn.instances.map(
+      (i) =>
+        `    ${i.containerId.slice(0, 12)}  ${i.version}${i.version === fn.activeVersion ? '' : style.dim(' (preview)')}  ${i.state === 'paused' ? style.yellow('paused') : style.green('running')}  last used ${i.lastUsedAt}`,
+    ),
     '',
     table([
       ['VERSION', 'DEPLOYED', ''],
@@ -33,6 +38,10 @@ export async function describe(api: Api, name: string, json: boolean): Promise<s
     ]),
   ];
   return lines.join('\n');
+}
+
+function idle(seconds: number): string {
+  return seconds === 0 ? 'never' : `${seconds} s`;
 }
 
 /** plat remove NAME */

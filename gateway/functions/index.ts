@@ -38,7 +38,24 @@ function ndjson(events: AsyncGenerator<DeployEvent>): Response {
   return new Response(stream, { status: 200, headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
 }
 
-/** Control routes: deploy, list, describe, deployment status, remove. */
+/** The optional JSON body of a rollback: `{ "version": "v…" }`, or nothing for the previous version. */
+async function readRollback(request: Request): Promise<{ version?: string }> {
+  const text = await request.text();
+  if (!text.trim()) return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new PlatError('BAD_REQUEST', 'the body must be JSON such as { "version": "v20261130-120000-abcd" }, or empty');
+  }
+  const version = (body as { version?: unknown } | null)?.version;
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || (version !== undefined && typeof version !== 'string')) {
+    throw new PlatError('BAD_REQUEST', 'the body must be { "version": "…" } with a version id, or empty');
+  }
+  return { version: version as string | undefined };
+}
+
+/** Control routes: deploy, list, describe, versions, rollback, deployment status, remove. */
 export function functionsRoutes(service: FunctionsService, checkToken: (ctx: { request: Request }) => void) {
   return new Elysia({ name: 'functions', prefix: '/functions' })
     .onBeforeHandle(checkToken)
@@ -59,6 +76,14 @@ export function functionsRoutes(service: FunctionsService, checkToken: (ctx: { r
       const state = await service.get(params.name);
       return { function: state };
     })
+    .get('/:name/versions', async ({ params }) => ({ versions: await service.versions(params.name) }))
+    .post(
+      '/:name/rollback',
+      async ({ params, request }) => ({ rollback: await service.rollback(params.name, await readRollback(request)) }),
+      {
+        parse: 'none',
+      },
+    )
     .get('/:name/deployments/:version', ({ params }) => service.deploymentStatus(params.name, params.version))
     .delete('/:name', async ({ params }) => ({ removed: await service.remove(params.name) }));
 }

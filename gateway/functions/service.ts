@@ -5,8 +5,18 @@ import { PlatError } from '../../lib/errors';
 import { describeProblems, parseFunctionConfig } from '../../lib/function-config';
 import { functionNameProblem, newVersion, repositoryPath, SEARCH_ATTRIBUTES, VERSION_PATTERN, workflowIds } from '../../lib/names';
 import { LIMITS, type Settings } from '../../lib/settings';
-import type { DeployEvent, DeployInput, DeployResult, Deployment, FunctionState, FunctionSummary, StepProgress } from '../../lib/types';
-import { describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
+import type {
+  DeployEvent,
+  DeployInput,
+  DeployResult,
+  Deployment,
+  FunctionState,
+  FunctionSummary,
+  RollbackOutcome,
+  StepProgress,
+  VersionSummary,
+} from '../../lib/types';
+import { activateVersionUpdate, describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
 import { toPlatError } from '../temporal-errors';
 import { CONTROL_READ_MS, within } from '../temporal';
 
@@ -191,6 +201,39 @@ export class FunctionsService {
     const end = settled as { ok: true; result: DeployResult } | { ok: false; error: unknown };
     if (end.ok) yield { type: 'done', result: end.result };
     else yield { type: 'error', error: toPlatError(end.error, 'DEPLOY_FAILED').toJSON().error };
+  }
+
+  /** The function's kept versions, newest first. */
+  async versions(name: string): Promise<VersionSummary[]> {
+    const state = await this.get(name);
+    return state.versions
+      .map((v) => ({
+        version: v.version,
+        deployedAt: v.deployedAt,
+        digest: v.digest,
+        image: v.image,
+        runtime: v.config.runtime,
+        active: v.version === state.activeVersion,
+      }))
+      .reverse();
+  }
+
+  /** Makes a kept version active again (the previous one by default), once it has proved it starts. */
+  async rollback(name: string, { version }: { version?: string }): Promise<RollbackOutcome & { name: string }> {
+    checkName(name);
+    if (version !== undefined && !VERSION_PATTERN.test(version)) {
+      throw new PlatError('BAD_REQUEST', `"${version}" is not a version id (see plat versions ${name})`);
+    }
+    try {
+      const outcome = await this.temporal.workflow
+        .getHandle(workflowIds.entity(name))
+        .executeUpdate(activateVersionUpdate, { args: [{ version }] });
+      return { name, ...outcome };
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
+    } finally {
+      this.onChange(name);
+    }
   }
 
   async remove(name: string): Promise<{ name: string; removedContainers: number }> {

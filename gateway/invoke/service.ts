@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { PlatError } from '../../lib/errors';
 import type { PlatformEvent } from '../../lib/events';
-import { INSTANCE_HEADER, REFUSED_HEADER, workflowIds } from '../../lib/names';
+import { functionNameProblem, INSTANCE_HEADER, REFUSED_HEADER, VERSION_PATTERN, workflowIds } from '../../lib/names';
 import { ROUTE_REVALIDATE_MS, type Settings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
 import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions';
@@ -11,11 +11,16 @@ import { CONTROL_READ_MS, within } from '../temporal';
 import { rootCause, toPlatError } from '../temporal-errors';
 import { toDownstreamHeaders, toUpstreamHeaders } from './headers';
 import { acceptsConnections } from './liveness';
+import { UsageReports } from './usage';
+import { resumeContainer } from './worker-link';
 
-/** Where the gateway sends a function's requests: one live instance of its active version. */
+/** Where the gateway sends a function's requests: one live instance of its active version, or of the version its preview URL names. */
 export interface Route {
+  /** The table's key: `name`, or `name@version` for a preview URL. */
+  key: string;
   name: string;
   version: string;
+  preview: boolean;
   containerId: string;
   /** Sent with every request; the runtime refuses a request meant for another instance. */
   instanceId: string;
@@ -56,14 +61,29 @@ class ExchangeFailed extends Error {
   }
 }
 
+/** `name` or `name@version` (a preview URL), checked. */
+export function parseTarget(target: string): { name: string; version?: string } {
+  const at = target.indexOf('@');
+  const name = at < 0 ? target : target.slice(0, at);
+  const version = at < 0 ? undefined : target.slice(at + 1);
+  const problem = functionNameProblem(name);
+  if (problem) throw new PlatError('BAD_REQUEST', problem);
+  if (version !== undefined && !VERSION_PATTERN.test(version)) {
+    throw new PlatError('BAD_REQUEST', `"${version}" is not a version id (see plat versions ${name})`);
+  }
+  return { name, version };
+}
+
 /**
  * The data plane. Warm requests use the in-memory route table and never touch Temporal; a miss reads
  * the function's entity and, when no instance is live, runs the cold-start workflow (id
- * coldstart/<fn>, "use existing": concurrent misses share one start). The table is only a cache:
- * the worker's events (onEvent) drop routes the moment a container dies or a version switches,
- * it is re-read from the entities every few seconds in case an event was missed, and it is rebuilt
- * from them after a restart. A route names its instance, so even a stale one cannot reach another
- * function: the runtime refuses it (421) and the route is dropped.
+ * coldstart/<fn>/<version>, "use existing": concurrent misses share one start). The table is only a
+ * cache: the worker's events (onEvent) drop routes the moment a container dies or a version
+ * switches, it is re-read from the entities every few seconds in case an event was missed, and it is
+ * rebuilt from them after a restart. A route names its instance, so even a stale one cannot reach
+ * another function: the runtime refuses it (421) and the route is dropped. A paused instance is
+ * resumed by the worker on this host before its request is sent; which instances served requests is
+ * told to their entities in batches (usage.ts), for the idle rules.
  */
 export class InvokeService {
   private readonly routes = new Map<string, Route>();
@@ -72,18 +92,25 @@ export class InvokeService {
   private readonly probes = new Map<string, Promise<boolean>>();
   /** Containers known to be gone, and when that was learnt. */
   private readonly gone = new Map<string, number>();
+  /** Containers paused by the idle rules, and the resumes under way. */
+  private readonly paused = new Set<string>();
+  private readonly resuming = new Map<string, Promise<void>>();
   /** Requests in flight, by container. */
   private readonly inFlight = new Map<string, Set<Exchange>>();
+  private readonly usage: UsageReports;
   private timer?: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly temporal: Client,
     private readonly functions: FunctionsService,
     private readonly settings: Settings,
-  ) {}
+  ) {
+    this.usage = new UsageReports(temporal);
+  }
 
+  /** Drops the function's routes: its active one and its previews. */
   invalidate(name: string): void {
-    this.routes.delete(name);
+    for (const key of this.routes.keys()) if (key === name || key.startsWith(`${name}@`)) this.routes.delete(key);
   }
 
   /** What the worker on this host pushes (see lib/events.ts). */
@@ -96,7 +123,15 @@ export class InvokeService {
         this.forget(event.containerId, event.at);
         break;
       case 'function-changed':
-        this.invalidate(event.name);
+        this.routes.delete(event.name);
+        break;
+      case 'instance-paused':
+        this.paused.add(event.containerId);
+        // Requests that reached it just as it was paused wait in its socket: resume it for them.
+        if (this.inFlight.has(event.containerId)) this.resume(event.containerId).catch(() => {});
+        break;
+      case 'instance-resumed':
+        this.paused.delete(event.containerId);
         break;
     }
   }
@@ -108,7 +143,8 @@ export class InvokeService {
    */
   forget(containerId: string, diedAt?: number): void {
     this.gone.set(containerId, Date.now());
-    for (const [name, route] of this.routes) if (route.containerId === containerId) this.routes.delete(name);
+    this.paused.delete(containerId);
+    for (const [key, route] of this.routes) if (route.containerId === containerId) this.routes.delete(key);
     if (diedAt === undefined) return;
     for (const exchange of this.inFlight.get(containerId) ?? []) {
       exchange.neverReached = exchange.startedAt > diedAt;
@@ -116,16 +152,19 @@ export class InvokeService {
     }
   }
 
-  /** Drops routes whose function changed version, lost the instance, or was removed. */
+  /** Re-reads routes from the entities every few seconds, and reports use to them in batches. */
   startRevalidation(intervalMs = ROUTE_REVALIDATE_MS): void {
     this.timer = setInterval(() => void this.revalidate(), intervalMs);
     this.timer.unref?.();
+    this.usage.start();
   }
 
   stop(): void {
     clearInterval(this.timer);
+    this.usage.stop();
   }
 
+  /** Drops routes whose function changed version, lost the instance, or was removed. */
   private async revalidate(): Promise<void> {
     const now = Date.now();
     for (const [containerId, at] of this.gone) if (now - at > GONE_REMEMBERED_MS) this.gone.delete(containerId);
@@ -135,53 +174,69 @@ export class InvokeService {
           .get(route.name)
           .catch((error) => (error instanceof PlatError && error.code === 'FUNCTION_NOT_FOUND' ? null : undefined));
         if (state === undefined) return; // Temporal unreachable: keep serving what we know
-        const live = state?.activeVersion === route.version && state.instances.some((i) => i.containerId === route.containerId);
-        if (!live && this.routes.get(route.name) === route) this.routes.delete(route.name);
+        const instance = state?.instances.find((i) => i.containerId === route.containerId);
+        const live = instance !== undefined && (route.preview || state?.activeVersion === route.version);
+        if (instance?.state === 'paused') this.paused.add(instance.containerId);
+        if (!live && this.routes.get(route.key) === route) this.routes.delete(route.key);
       }),
     );
   }
 
-  async route(name: string, exclude?: string): Promise<Route> {
-    const cached = this.routes.get(name);
+  async route(key: string, exclude?: string): Promise<Route> {
+    const cached = this.routes.get(key);
     if (cached && cached.containerId !== exclude) return cached;
-    let pending = this.resolving.get(name);
+    let pending = this.resolving.get(key);
     if (!pending) {
-      pending = this.resolve(name, exclude).finally(() => this.resolving.delete(name));
-      this.resolving.set(name, pending);
+      pending = this.resolve(key, exclude).finally(() => this.resolving.delete(key));
+      this.resolving.set(key, pending);
     }
     return pending;
   }
 
-  private async resolve(name: string, exclude?: string, superseded = false): Promise<Route> {
+  private async resolve(key: string, exclude?: string, superseded = false): Promise<Route> {
+    const { name, version: asked } = parseTarget(key);
     const state: FunctionState = await this.functions.get(name);
-    const active = state.versions.find((v) => v.version === state.activeVersion);
-    if (!active) throw new PlatError('NO_ACTIVE_VERSION', `function ${name} has no deployed version yet`);
-    const live = state.instances.find((i) => i.version === active.version && i.containerId !== exclude && !this.gone.has(i.containerId));
-    const instance = live ?? (await this.coldStart(name, active));
+    const preview = asked !== undefined;
+    const target = state.versions.find((v) => v.version === (asked ?? state.activeVersion));
+    if (!target && preview) {
+      throw new PlatError('VERSION_NOT_FOUND', `function ${name} has no version ${asked}; see plat versions ${name}`);
+    }
+    if (!target) throw new PlatError('NO_ACTIVE_VERSION', `function ${name} has no deployed version yet`);
+    const candidates = state.instances.filter(
+      (i) => i.version === target.version && i.containerId !== exclude && !this.gone.has(i.containerId),
+    );
+    // A running instance first, then the most recently used: a paused one costs a resume.
+    const live = candidates.sort(
+      (a, b) => Number(b.state === 'running') - Number(a.state === 'running') || b.lastUsedAt.localeCompare(a.lastUsedAt),
+    )[0];
+    const instance = live ?? (await this.coldStart(name, target, preview));
     // A deploy switched versions while this start ran: its container was refused, so route again, once.
     if (instance === 'superseded') {
       if (superseded) throw new PlatError('COLD_START_FAILED', `function ${name} changed versions twice while it started; try again`);
-      return this.resolve(name, exclude, true);
+      return this.resolve(key, exclude, true);
     }
+    if (instance.state === 'paused') this.paused.add(instance.containerId);
     const route: Route = {
+      key,
       name,
-      version: active.version,
+      version: target.version,
+      preview,
       containerId: instance.containerId,
       instanceId: instance.instanceId,
       url: instance.url,
-      timeoutMs: active.config.timeout * 1000,
+      timeoutMs: target.config.timeout * 1000,
     };
-    this.routes.set(name, route);
+    this.routes.set(key, route);
     return route;
   }
 
-  private async coldStart(name: string, version: FunctionVersion): Promise<Instance | 'superseded'> {
+  private async coldStart(name: string, version: FunctionVersion, preview: boolean): Promise<Instance | 'superseded'> {
     try {
       const handle = await within(this.temporal, CONTROL_READ_MS, () =>
         this.temporal.workflow.start(WORKFLOW_TYPES.coldStart, {
-          workflowId: workflowIds.coldStart(name),
+          workflowId: workflowIds.coldStart(name, version.version),
           taskQueue: this.settings.taskQueue,
-          args: [{ name, version }],
+          args: [{ name, version, preview }],
           workflowIdConflictPolicy: 'USE_EXISTING',
         }),
       );
@@ -193,6 +248,20 @@ export class InvokeService {
     }
   }
 
+  /** Has the worker on this host resume a paused container (one resume however many requests wait for it). */
+  private resume(containerId: string): Promise<void> {
+    let pending = this.resuming.get(containerId);
+    if (!pending) {
+      pending = resumeContainer(this.settings.eventsSocket, containerId)
+        .then(() => {
+          this.paused.delete(containerId);
+        })
+        .finally(() => this.resuming.delete(containerId));
+      this.resuming.set(containerId, pending);
+    }
+    return pending;
+  }
+
   /**
    * Proxies one request, streaming both bodies. If the instance is gone (connection refused, no
    * longer accepting connections while the request waits, reported dead, or another instance
@@ -200,17 +269,26 @@ export class InvokeService {
    * more, to a fresh route, if that is safe: its body is at hand (none, or small enough to have been
    * read), and either it never reached the function or its method is idempotent. Otherwise 502.
    */
-  async invoke(name: string, request: Request, clientIp?: string): Promise<Response> {
+  async invoke(target: string, request: Request, clientIp?: string): Promise<Response> {
     const pathAndQuery = functionPath(request.url);
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
     const body = await bodyToSend(request);
-    let route = this.routes.get(name) ?? (await this.route(name));
+    let route = this.routes.get(target) ?? (await this.route(target));
+    const name = route.name;
     for (let attempt = 0; ; attempt++) {
       let failure: string;
       let reached: boolean;
       try {
+        if (this.paused.has(route.containerId)) {
+          await this.resume(route.containerId).catch((error: Error) => {
+            throw new ExchangeFailed(`its paused container could not be resumed: ${error.message}`, false);
+          });
+        }
         const response = await this.forward(route, request, body, headers, pathAndQuery);
-        if (!isRefusal(response)) return response;
+        if (!isRefusal(response)) {
+          this.usage.record(route.name, route.containerId);
+          return response;
+        }
         await response.body?.cancel();
         failure = 'another instance answers at its address';
         reached = false;
@@ -230,7 +308,7 @@ export class InvokeService {
           `function ${name} did not answer (${failure}); its instance is being replaced, try again`,
         );
       }
-      route = await this.route(name, route.containerId);
+      route = await this.route(target, route.containerId);
     }
   }
 

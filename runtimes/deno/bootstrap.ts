@@ -1,9 +1,8 @@
-// The runtime contract for Deno: serve the user's `export default { fetch(request) }` on PORT,
-// answer GET /_/health when ready, turn an uncaught exception into a 500 (the process stays up),
-// and stop gracefully on SIGTERM: finish in-flight requests, then exit.
-// A request names the instance it was routed to (x-plat-instance); one meant for another instance
-// (a route that outlived its container, whose address this container now has) is refused with 421
-// and never reaches the function. A request that names none (a check from the host) is served.
+// The runtime contract for Deno: serve the user's `export default { fetch(request, env, ctx) }` on
+// PORT, turn an uncaught exception into a 500 (the process stays up), and stop gracefully on
+// SIGTERM: finish in-flight requests and ctx.waitUntil work, then exit. The instance check, the
+// platform's routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
+import { createContract, type ExecutionContext } from './contract.mjs';
 
 // Only what this file uses of the Deno namespace, so the project's tsc checks it too.
 declare const Deno: {
@@ -16,21 +15,11 @@ declare const Deno: {
   exit(code: number): never;
 };
 
-type Handler = { fetch(request: Request): Response | Promise<Response> };
+type Handler = { fetch(request: Request, env: Record<string, string>, ctx: ExecutionContext): Response | Promise<Response> };
 
-const HEALTH_PATH = '/_/health';
 const GRACE_MS = Number(Deno.env.get('PLAT_GRACE_MS') ?? 10_000);
 const entry = Deno.env.get('PLAT_ENTRY') ?? '/app/index.ts';
-const INSTANCE_ID = Deno.env.get('PLAT_INSTANCE_ID');
-
-function misdirected(request: Request): Response | undefined {
-  const named = request.headers.get('x-plat-instance');
-  if (named === null || !INSTANCE_ID || named === INSTANCE_ID) return undefined;
-  return Response.json(
-    { error: { code: 'MISDIRECTED_REQUEST', message: 'this request was routed to another instance' } },
-    { status: 421, headers: { 'x-plat-refused': 'instance' } },
-  );
-}
+const contract = createContract((name) => Deno.env.get(name));
 
 const userModule = await import(new URL(`file://${entry}`).href);
 const handler: Handler | undefined = userModule.default;
@@ -46,26 +35,22 @@ const server = Deno.serve(
     onListen: ({ port }) => console.log(`listening on :${port}`),
   },
   async (request) => {
-    const refusal = misdirected(request);
-    if (refusal) return refusal;
-    if (new URL(request.url).pathname === HEALTH_PATH) return new Response('ok');
+    const platform = contract.platformAnswer(new URL(request.url).pathname, request.headers.get('x-plat-instance'));
+    if (platform) return platform;
     try {
-      const response = await handler.fetch(request);
+      const response = await handler.fetch(request, contract.env, contract.context());
       if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
       return response;
     } catch (error) {
-      console.error(error);
-      return Response.json(
-        { error: { code: 'FUNCTION_ERROR', message: error instanceof Error ? error.message : String(error) } },
-        { status: 500 },
-      );
+      return contract.failure(error);
     }
   },
 );
 
 Deno.addSignalListener('SIGTERM', () => {
   setTimeout(() => Deno.exit(0), GRACE_MS);
-  void server.shutdown().then(() => Deno.exit(0));
+  void server
+    .shutdown()
+    .then(() => contract.idle(GRACE_MS))
+    .then(() => Deno.exit(0));
 });
-
-export {};

@@ -1,20 +1,18 @@
-// The runtime contract for Node.js: serve the user's `export default { fetch(request) }` on PORT,
-// answer GET /_/health when ready, turn an uncaught exception into a 500 (the process stays up),
-// and stop gracefully on SIGTERM: finish in-flight requests, then exit. Node's http server speaks
+// The runtime contract for Node.js: serve the user's `export default { fetch(request, env, ctx) }`
+// on PORT, turn an uncaught exception into a 500 (the process stays up), and stop gracefully on
+// SIGTERM: finish in-flight requests and ctx.waitUntil work, then exit. Node's http server speaks
 // IncomingMessage/ServerResponse, so requests and responses are adapted to and from the Web
-// standard Request/Response, with bodies streamed both ways.
-// A request names the instance it was routed to (x-plat-instance); one meant for another instance
-// (a route that outlived its container, whose address this container now has) is refused with 421
-// and never reaches the function. A request that names none (a check from the host) is served.
+// standard Request/Response, with bodies streamed both ways. The instance check, the platform's
+// routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
+import { createContract } from './contract.mjs';
 
-const HEALTH_PATH = '/_/health';
 const GRACE_MS = Number(process.env.PLAT_GRACE_MS ?? 10_000);
 const entry = process.env.PLAT_ENTRY ?? '/app/.plat/entry.mjs';
-const INSTANCE_ID = process.env.PLAT_INSTANCE_ID;
+const contract = createContract((name) => process.env[name]);
 
 const handler = (await import(pathToFileURL(entry).href)).default;
 if (!handler || typeof handler.fetch !== 'function') {
@@ -55,32 +53,18 @@ async function send(res, response) {
   res.end();
 }
 
-function failure(error) {
-  return Response.json(
-    { error: { code: 'FUNCTION_ERROR', message: error instanceof Error ? error.message : String(error) } },
-    { status: 500 },
-  );
-}
-
 const server = createServer(async (req, res) => {
-  const named = req.headers['x-plat-instance'];
-  if (named !== undefined && INSTANCE_ID && named !== INSTANCE_ID) {
-    const body = JSON.stringify({ error: { code: 'MISDIRECTED_REQUEST', message: 'this request was routed to another instance' } });
-    res.writeHead(421, { 'content-type': 'application/json', 'x-plat-refused': 'instance' }).end(body);
-    req.resume();
-    return;
-  }
-  if (req.url === HEALTH_PATH || req.url?.startsWith(`${HEALTH_PATH}?`)) {
-    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
-    return;
-  }
-  let response;
-  try {
-    response = await handler.fetch(toRequest(req));
-    if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
-  } catch (error) {
-    console.error(error);
-    response = failure(error);
+  const pathname = (req.url ?? '/').split('?', 1)[0];
+  let response = contract.platformAnswer(pathname, req.headers['x-plat-instance']);
+  if (response) {
+    req.resume(); // a refused or platform request's body is never read
+  } else {
+    try {
+      response = await handler.fetch(toRequest(req), contract.env, contract.context());
+      if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
+    } catch (error) {
+      response = contract.failure(error);
+    }
   }
   try {
     await send(res, response);
@@ -94,6 +78,6 @@ server.listen(Number(process.env.PORT ?? 8080), '0.0.0.0', () => console.log(`li
 
 process.on('SIGTERM', () => {
   setTimeout(() => process.exit(0), GRACE_MS).unref();
-  server.close(() => process.exit(0));
+  server.close(() => void contract.idle(GRACE_MS).then(() => process.exit(0)));
   server.closeIdleConnections();
 });

@@ -3,18 +3,11 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkflowExecutionInfo } from '@temporalio/client';
+import { plat } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
-
-const PLAT = new URL('../../cli/plat', import.meta.url).pathname;
-
-async function plat(s: TestStack, cwd: string, ...args: string[]) {
-  const child = Bun.spawn([PLAT, ...args], { cwd, env: { ...process.env, ...s.env, NO_COLOR: '1' }, stdout: 'pipe', stderr: 'pipe' });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  return { stdout, stderr, code };
-}
 
 describe('the user path: plat init, deploy, curl, invoke', () => {
   let s: TestStack;

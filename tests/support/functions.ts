@@ -75,3 +75,12 @@ export async function deployForm(dir: string): Promise<FormData> {
   form.set('archive', new Blob([archive as Uint8Array<ArrayBuffer>]));
   return form;
 }
+
+const PLAT = new URL('../../cli/plat', import.meta.url).pathname;
+
+/** Runs the `plat` CLI as a user would, against this run's gateway. */
+export async function plat(s: TestStack, cwd: string, ...args: string[]) {
+  const child = Bun.spawn([PLAT, ...args], { cwd, env: { ...process.env, ...s.env, NO_COLOR: '1' }, stdout: 'pipe', stderr: 'pipe' });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { stdout, stderr, code };
+}

@@ -1,16 +1,25 @@
 import { describe, expect, it, test } from 'bun:test';
-import { CONFIG_DEFAULTS, describeProblems, parseFunctionConfig, validateFunctionConfig } from '../../lib/function-config';
+import { CONFIG_DEFAULTS, describeProblems, parseFunctionConfig, SCALE_DEFAULTS, validateFunctionConfig } from '../../lib/function-config';
 
 describe('validateFunctionConfig', () => {
   it('fills in defaults for a minimal function.json', () => {
     expect(validateFunctionConfig({ name: 'hello' })).toEqual({
       ok: true,
-      config: { name: 'hello', runtime: 'bun', entry: 'index.ts', env: {}, ...CONFIG_DEFAULTS },
+      config: { name: 'hello', runtime: 'bun', entry: 'index.ts', env: {}, ...CONFIG_DEFAULTS, scale: SCALE_DEFAULTS },
     });
   });
 
   it('keeps every valid field', () => {
-    const raw = { name: 'api-v2', runtime: 'bun', entry: 'src/main.ts', env: { LOG_LEVEL: 'debug' }, memory: 512, cpu: 0.5, timeout: 60 };
+    const raw = {
+      name: 'api-v2',
+      runtime: 'bun',
+      entry: 'src/main.ts',
+      env: { LOG_LEVEL: 'debug' },
+      memory: 512,
+      cpu: 0.5,
+      timeout: 60,
+      scale: { min: 1, pauseAfter: 0, stopAfter: 3600 },
+    };
     expect(validateFunctionConfig(raw)).toEqual({ ok: true, config: raw });
   });
 
@@ -61,5 +70,22 @@ describe('validateFunctionConfig', () => {
     expect(result.ok).toBe(false);
     expect(!result.ok && result.problems).toEqual(['env is 39.1 KiB; names and values together may take 32 KiB']);
     expect(validateFunctionConfig({ name: 'fits', env: { A: 'x'.repeat(30_000) } }).ok).toBe(true);
+  });
+
+  it('fills in the idle rules a scale object leaves out', () => {
+    const result = validateFunctionConfig({ name: 'idle', scale: { pauseAfter: 10 } });
+    expect(result.ok && result.config.scale).toEqual({ min: 0, pauseAfter: 10, stopAfter: 600 });
+  });
+
+  test.each([
+    [{ min: -1 }, 'scale.min must be a whole number from 0 to 10 (got -1)'],
+    [{ pauseAfter: 2 }, 'scale.pauseAfter must be 0 (never) or whole seconds from 5 to 604800 (got 2)'],
+    [{ stopAfter: 1.5 }, 'scale.stopAfter must be 0 (never) or whole seconds from 5 to 604800 (got 1.5)'],
+    [{ pauseAfter: 60, stopAfter: 30 }, 'scale.stopAfter (30) must not be shorter than scale.pauseAfter (60)'],
+    [{ idleAfter: 5 }, 'unknown field "scale.idleAfter" (known: min, pauseAfter, stopAfter)'],
+    ['fast', 'scale must be an object such as { "min": 0, "pauseAfter": 30, "stopAfter": 600 }'],
+  ])('refuses scale %p', (scale, problem) => {
+    const result = validateFunctionConfig({ name: 'idle', scale });
+    expect(!result.ok && result.problems).toEqual([problem]);
   });
 });

@@ -5,7 +5,8 @@ import type { FunctionsService } from '../../gateway/functions/service';
 import { InvokeService } from '../../gateway/invoke/service';
 import { PlatError } from '../../lib/errors';
 import { loadSettings } from '../../lib/settings';
-import type { FunctionState } from '../../lib/types';
+import { SCALE_DEFAULTS } from '../../lib/function-config';
+import type { FunctionState, Instance } from '../../lib/types';
 
 // The proxy's own logic against a real HTTP server standing in for a function's container. The
 // entity is a stub that counts lookups: a lookup is what a dropped route costs (a Temporal query,
@@ -55,6 +56,12 @@ const upstream = Bun.serve({
 });
 afterAll(() => upstream.stop(true));
 
+/** A running instance of v1 at `url`. */
+function instance(containerId: string, instanceId: string, url: string): Instance {
+  const now = new Date().toISOString();
+  return { containerId, instanceId, version: 'v1', url, startedAt: now, state: 'running', lastUsedAt: now };
+}
+
 function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`, onLookup?: (count: number, state: FunctionState) => void) {
   const state: FunctionState = {
     name: 'fn',
@@ -67,10 +74,19 @@ function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`,
         digest: 'sha256:0',
         sourceDigest: 'sha256:0',
         deployedAt: new Date().toISOString(),
-        config: { name: 'fn', runtime: 'bun', entry: 'index.ts', env: {}, memory: 256, cpu: 1, timeout: timeoutSeconds },
+        config: {
+          name: 'fn',
+          runtime: 'bun',
+          entry: 'index.ts',
+          env: {},
+          memory: 256,
+          cpu: 1,
+          timeout: timeoutSeconds,
+          scale: SCALE_DEFAULTS,
+        },
       },
     ],
-    instances: [{ containerId: 'c1', instanceId: 'i1', version: 'v1', url, startedAt: new Date().toISOString() }],
+    instances: [instance('c1', 'i1', url)],
     retiring: [],
   };
   const lookups = { count: 0 };
@@ -168,9 +184,7 @@ describe('a container that dies while a request waits on it', () => {
     expect(failure.code).toBe('UPSTREAM_UNAVAILABLE');
     expect(Date.now() - started).toBeLessThan(10_000);
     // The route was dropped: the next request looks the function up again and finds its new instance.
-    state.instances = [
-      { containerId: 'c2', instanceId: 'i2', version: 'v1', url: `http://127.0.0.1:${upstream.port}`, startedAt: new Date().toISOString() },
-    ];
+    state.instances = [instance('c2', 'i2', `http://127.0.0.1:${upstream.port}`)];
     expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('ok');
     expect(lookups.count).toBe(2);
   });
@@ -191,7 +205,7 @@ describe('a route that outlived its container', () => {
   afterAll(() => address.stop(true));
 
   const url = `http://127.0.0.1:${address.port}`;
-  const replacement = { containerId: 'c2', instanceId: 'i2', version: 'v1', url, startedAt: new Date().toISOString() };
+  const replacement = instance('c2', 'i2', url);
 
   it('never delivers a request to the instance that took over its address, and sends it to its own function’s new instance', async () => {
     // The first lookup finds i1 (stale); once it is refused, the entity lists its replacement.
@@ -218,9 +232,7 @@ describe('a container the worker reports dead', () => {
     const pending = invoke.invoke('fn', request('/slow', { method: 'POST', body: 'late' }));
     const deadline = Date.now() + 5000;
     while (slowArrivals === arrivals && Date.now() < deadline) await Bun.sleep(5);
-    state.instances = [
-      { containerId: 'c2', instanceId: 'i2', version: 'v1', url: `http://127.0.0.1:${upstream.port}`, startedAt: new Date().toISOString() },
-    ];
+    state.instances = [instance('c2', 'i2', `http://127.0.0.1:${upstream.port}`)];
     // The engine says c1 died before this request was sent (that it arrived here is the stand-in's doing): it never reached the function.
     invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'removed', at: Date.now() - 60_000 });
     while (slowArrivals === arrivals + 1 && Date.now() < deadline) await Bun.sleep(5);

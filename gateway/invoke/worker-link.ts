@@ -1,9 +1,22 @@
-import { EVENTS_PATH, type PlatformEvent } from '../../lib/events';
+import { EVENTS_PATH, type PlatformEvent, resumePath } from '../../lib/events';
 import { lines } from '../../lib/ndjson';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
 const IDLE_MS = 30_000;
+
+/** Asks the worker on this host to resume a paused container; resolves once it runs again. */
+export async function resumeContainer(socket: string, containerId: string): Promise<void> {
+  const response = await fetch(`http://localhost${resumePath(containerId)}`, {
+    method: 'POST',
+    unix: socket,
+    signal: AbortSignal.timeout(RESUME_MS),
+  });
+  if (!response.ok) throw new Error(`the worker could not resume the container: HTTP ${response.status} ${await response.text()}`);
+}
+
+/** Longer than an unpause ever takes; a worker that does not answer in that time is taken for away. */
+const RESUME_MS = 5000;
 
 /**
  * Follows the worker's events on this host (see lib/events.ts) for as long as `signal` allows,

@@ -1,0 +1,94 @@
+// The part of the runtime contract the JS runtimes (bun, deno, node) share, shipped next to each
+// bootstrap as /plat/contract.mjs (plain JavaScript, so every runtime loads it as it is):
+// - the instance check: a request names the instance it was routed to (x-plat-instance); one meant
+//   for another instance (a route that outlived its container, whose address this one now has) is
+//   refused with 421 and never reaches the function; one that names none (a check from the host) is
+//   served;
+// - the platform's routes: GET /_/health when ready, GET /_/state with the work still pending;
+// - the Workers handler signature: fetch(request, env, ctx), env holding the function.json `env`
+//   values, ctx.waitUntil(promise) keeping the instance from being paused until the promise settles
+//   (bounded by the function's timeout), ctx.passThroughOnException() accepted.
+
+export const HEALTH_PATH = '/_/health';
+export const STATE_PATH = '/_/state';
+
+/**
+ * @param {(name: string) => string | undefined} readEnv the process environment
+ */
+export function createContract(readEnv) {
+  const instanceId = readEnv('PLAT_INSTANCE_ID');
+  const timeoutMs = Number(readEnv('PLAT_TIMEOUT_MS') ?? 30_000);
+  const keys = (readEnv('PLAT_ENV_KEYS') ?? '').split(',').filter(Boolean);
+  const env = Object.freeze(Object.fromEntries(keys.map((key) => [key, readEnv(key) ?? ''])));
+  let pending = 0;
+  /** @type {Array<() => void>} */
+  const idleWaiters = [];
+
+  function settle() {
+    pending--;
+    if (pending === 0) for (const wake of idleWaiters.splice(0)) wake();
+  }
+
+  return {
+    env,
+
+    /** A fresh ctx for one request. */
+    context() {
+      return {
+        /** @param {unknown} promise */
+        waitUntil(promise) {
+          pending++;
+          let done = false;
+          const finish = () => {
+            if (done) return;
+            done = true;
+            clearTimeout(timer);
+            settle();
+          };
+          // Past the function's timeout the instance may be paused again; the work goes on when it resumes.
+          const timer = setTimeout(finish, timeoutMs);
+          Promise.resolve(promise)
+            .catch((error) => console.error('ctx.waitUntil:', error))
+            .finally(finish);
+        },
+        passThroughOnException() {},
+      };
+    },
+
+    /**
+     * The answer to a platform route or a misdirected request, or undefined for the function's own.
+     * @param {string} pathname
+     * @param {string | null | undefined} named the request's x-plat-instance
+     * @returns {Response | undefined}
+     */
+    platformAnswer(pathname, named) {
+      if (named != null && instanceId && named !== instanceId) {
+        return Response.json(
+          { error: { code: 'MISDIRECTED_REQUEST', message: 'this request was routed to another instance' } },
+          { status: 421, headers: { 'x-plat-refused': 'instance' } },
+        );
+      }
+      if (pathname === HEALTH_PATH) return new Response('ok');
+      if (pathname === STATE_PATH) return Response.json({ pending });
+      return undefined;
+    },
+
+    /** Resolves when no ctx.waitUntil work is pending, or after `ms`: a stop lets that work finish first. */
+    idle(ms) {
+      if (pending === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        idleWaiters.push(resolve);
+        setTimeout(resolve, ms);
+      });
+    },
+
+    /** The 500 an uncaught exception of the function's becomes (the process stays up). */
+    failure(error) {
+      console.error(error);
+      return Response.json(
+        { error: { code: 'FUNCTION_ERROR', message: error instanceof Error ? error.message : String(error) } },
+        { status: 500 },
+      );
+    },
+  };
+}
