@@ -216,6 +216,7 @@ export function createContainerActivities({ docker, registry, settings }: Activi
       const repository = repositoryPath(name);
       for (const { version, image, sourceDigest } of versions) {
         await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
+        await registry.untagSource(repository, version);
         if (!keepSources.includes(sourceDigest)) await registry.delete(repository, 'blobs', sourceDigest);
         const local = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name, [LABELS.version]: version }) } });
         for (const found of local) await removeImage(docker, found.Id, { force: true });
@@ -326,15 +327,18 @@ export function createContainerActivities({ docker, registry, settings }: Activi
       name,
       images,
       sourceDigests,
+      versions = [],
     }: {
       name: string;
       images: string[];
       sourceDigests: string[];
+      versions?: string[];
     }): Promise<void> {
       const local = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name }) } });
       for (const image of local) await removeImage(docker, image.Id, { force: true });
       const repository = repositoryPath(name);
       for (const image of images) await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
+      for (const version of versions) await registry.untagSource(repository, version);
       for (const digest of new Set(sourceDigests)) await registry.delete(repository, 'blobs', digest);
     },
   };

@@ -5,6 +5,7 @@ import type { ActivityDeps } from './deps';
 import { isEngineUnreachable } from './docker-helpers';
 import { createPackageActivities } from './package';
 import { createRegisterActivities } from './register';
+import { createRegistryGcActivities } from './registry-gc';
 
 export type { ActivityDeps } from './deps';
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createBuildActivities(deps),
     ...createContainerActivities(deps),
     ...createRegisterActivities(deps),
+    ...createRegistryGcActivities(deps),
 
     /**
      * Returns once the Docker engine answers again. A deploy step that found it down waits here

@@ -60,6 +60,7 @@ export function createPackageActivities({ docker, registry, settings, temporal }
     }): Promise<void> {
       await rm(buildDir(settings.dataDir, name, version), { recursive: true, force: true });
       if (!discardSource && !discardImage) return;
+      await registry.untagSource(repositoryPath(name), version);
       const state = await temporal.workflow
         .getHandle(workflowIds.entity(name))
         .query(describeQuery)

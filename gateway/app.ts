@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { Elysia } from 'elysia';
+import type { PlatformEvent } from '../lib/events';
 import type { RegistryApi } from '../lib/registry-api';
 import type { Settings } from '../lib/settings';
 import { createTokenCheck } from './auth';
@@ -26,5 +27,10 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     .get('/healthz', () => ({ status: 'ok' }))
     .use(functionsRoutes(functions, checkToken))
     .use(invokeRoutes(invoke, checkToken));
-  return { app, invoke, functions };
+  /** What the worker on this host pushes (lib/events.ts), to the services that act on it. */
+  const onEvent = (event: PlatformEvent) => {
+    invoke.onEvent(event);
+    functions.registryGate.onEvent(event);
+  };
+  return { app, invoke, functions, onEvent };
 }

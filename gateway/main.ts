@@ -12,14 +12,14 @@ if (!settings.authToken) {
 
 // Lazy: the gateway starts, and warm functions answer, while Temporal is away.
 const { connection, client: temporal } = connectTemporal(settings);
-const { app, invoke } = createApp({
+const { app, invoke, onEvent } = createApp({
   temporal,
   registry: new RegistryApi(settings.registry),
   settings: { ...settings, authToken: settings.authToken },
 });
 invoke.startRevalidation();
 const events = new AbortController();
-void followEvents(settings.eventsSocket, (event) => invoke.onEvent(event), events.signal);
+void followEvents(settings.eventsSocket, onEvent, events.signal);
 
 app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: LIMITS.requestBodyBytes });
 console.log(`gateway listening on http://${app.server?.hostname}:${app.server?.port} (task queue "${settings.taskQueue}")`);

@@ -5,8 +5,16 @@
  * seconds, never a wrong answer: the runtimes' instance check stays the last word.
  */
 export type PlatformEvent =
-  /** The first line of every subscription: what happened before it is unknown, so re-read everything. */
-  | { type: 'hello' }
+  /**
+   * The first line of every subscription: what happened before it is unknown, so re-read
+   * everything. `maintenance` tells whether the registry's garbage is being collected right now.
+   */
+  | { type: 'hello'; maintenance?: boolean }
+  /**
+   * The registry's garbage collector runs (or has ended): it would delete a blob uploaded while it
+   * runs, so gateways hold new deploy uploads meanwhile.
+   */
+  | { type: 'registry-maintenance'; active: boolean }
   /** A container that died, was killed or was removed: drop every route to it. */
   | {
       type: 'instance-gone';

@@ -26,6 +26,8 @@ export const workflowIds = {
   deploy: (fn: string, version: string) => `deploy/${fn}/${version}`,
   /** One per function and version: concurrent first requests for a version share its start. */
   coldStart: (fn: string, version: string) => `coldstart/${fn}/${version}`,
+  /** The registry's garbage collection: a Temporal Schedule (and its runs) per platform (task queue). */
+  registryGc: (taskQueue: string) => `registry-gc/${taskQueue}`,
 };
 
 /** The registry repository (path part) of a function's images and uploaded sources. */

@@ -55,6 +55,43 @@ export class RegistryApi {
     return data;
   }
 
+  /**
+   * Keeps an uploaded source in the registry as an artifact tagged `source-<version>`: an OCI
+   * manifest whose one layer is the source blob. The registry's garbage collector deletes every blob
+   * no manifest refers to; tagged, the source stays until its version is deleted. The version is an
+   * annotation, so two versions with the same bytes still have a manifest (and a digest) each.
+   */
+  async tagSource(repository: string, version: string, source: { digest: string; size: number }): Promise<string> {
+    const config = new TextEncoder().encode('{}');
+    const configBlob = await this.uploadBlob(repository, config);
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configBlob.digest, size: config.byteLength },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: source.digest, size: source.size }],
+      annotations: { [SOURCE_ANNOTATION]: version },
+    });
+    const response = await fetch(`${this.base}/v2/${repository}/manifests/${sourceTag(version)}`, {
+      method: 'PUT',
+      headers: { 'content-type': OCI_MANIFEST },
+      body: manifest,
+    });
+    if (response.status !== 201)
+      throw new Error(`registry refused the source's manifest: HTTP ${response.status} ${await response.text()}`);
+    return response.headers.get('docker-content-digest') ?? RegistryApi.digestOf(new TextEncoder().encode(manifest));
+  }
+
+  /** Deletes a version's source manifest (its blob goes with the next garbage collection, or at once by `delete`). */
+  async untagSource(repository: string, version: string): Promise<void> {
+    const head = await fetch(`${this.base}/v2/${repository}/manifests/${sourceTag(version)}`, {
+      method: 'HEAD',
+      headers: { accept: OCI_MANIFEST },
+    });
+    const digest = head.headers.get('docker-content-digest');
+    if (head.status === 404 || !digest) return;
+    await this.delete(repository, 'manifests', digest);
+  }
+
   /** Deletes a manifest or blob; absent ones count as deleted. */
   async delete(repository: string, kind: 'manifests' | 'blobs', digest: string): Promise<void> {
     const response = await fetch(`${this.base}/v2/${repository}/${kind}/${digest}`, { method: 'DELETE' });
@@ -62,6 +99,14 @@ export class RegistryApi {
       throw new Error(`registry refused to delete ${kind} ${digest}: HTTP ${response.status}`);
     }
   }
+}
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const SOURCE_ANNOTATION = 'dev.plat.source-of';
+
+/** The tag a version's uploaded source is kept under, beside the version's image tag. */
+export function sourceTag(version: string): string {
+  return `source-${version}`;
 }
 
 export class BlobNotFoundError extends Error {

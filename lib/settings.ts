@@ -69,6 +69,11 @@ export interface Settings {
    * meanwhile, e.g. the log of a start that failed); one never started stays twice as long.
    */
   reapAfterMs: number;
+  /**
+   * The registry's garbage collection: the local registry's config file (npm start's), or the
+   * registry's container (compose), in which `registry garbage-collect` runs; and how often.
+   */
+  registryGc: { config: string; container?: string; every: string };
   /** How many versions a function keeps (PLAT_VERSIONS_KEPT); an older one is deleted from the registry and the engine. */
   versionsKept: number;
   /** Base images that replace a runtime's default (PLAT_BASE_IMAGE_<RUNTIME>, e.g. PLAT_BASE_IMAGE_PYTHON_FLASK). */
@@ -94,6 +99,11 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     eventsSocket: env.PLAT_EVENTS_SOCKET || `${dataDir}/run/events.sock`,
     reapAfterMs: Number(env.PLAT_REAP_AFTER_SECONDS || 60) * 1000,
     versionsKept: Math.max(2, Number(env.PLAT_VERSIONS_KEPT || 20)),
+    registryGc: {
+      config: env.PLAT_REGISTRY_CONFIG || `${dataDir}/registry.yml`,
+      container: env.PLAT_REGISTRY_CONTAINER || undefined,
+      every: env.PLAT_REGISTRY_GC_EVERY || '1h',
+    },
     baseImages,
   };
 }

@@ -32,11 +32,13 @@ export class EventsHub implements EventPublisher {
       return;
     }
     response.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    response.write(`${JSON.stringify({ type: 'hello' } satisfies PlatformEvent)}\n`);
+    response.write(`${JSON.stringify({ type: 'hello', maintenance: this.maintenance } satisfies PlatformEvent)}\n`);
     this.subscribers.add(response);
     response.on('close', () => this.subscribers.delete(response));
   });
   private keepalive?: ReturnType<typeof setInterval>;
+  /** Told to subscribers that come while the registry's garbage is collected. */
+  private maintenance = false;
 
   /** `resume` unpauses a container for a gateway (POST resumePath). */
   constructor(
@@ -58,6 +60,7 @@ export class EventsHub implements EventPublisher {
   }
 
   publish(event: PlatformEvent): void {
+    if (event.type === 'registry-maintenance') this.maintenance = event.active;
     this.write(`${JSON.stringify(event)}\n`);
   }
 

@@ -7,6 +7,7 @@ import { RegistryApi } from '../lib/registry-api';
 import { loadSettings } from '../lib/settings';
 import { EngineWatch } from './engine-watch';
 import { EventsHub } from './events-hub';
+import { ensureRegistryGcSchedule } from './registry-gc-schedule';
 
 /**
  * The Temporal worker: hosts the workflows, does all Docker and registry work (on Node.js), watches
@@ -41,6 +42,7 @@ async function run(): Promise<void> {
     stickyQueueScheduleToStartTimeout: '3 seconds',
   });
   watch.start();
+  await ensureRegistryGcSchedule(client, settings);
   console.log(`worker polling task queue "${settings.taskQueue}" on ${address}; events on ${settings.eventsSocket}`);
   await worker.run();
   watch.stop();

@@ -3,12 +3,21 @@
  * Free of workflow code, so the gateway and activities import it without the workflow sandbox.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { FunctionState, FunctionVersion, Instance, InstanceOutcome, RegisterOutcome, RollbackOutcome, StepProgress } from '../lib/types';
+import type {
+  FunctionState,
+  FunctionVersion,
+  Instance,
+  InstanceOutcome,
+  RegisterOutcome,
+  RollbackOutcome,
+  StepProgress,
+} from '../lib/types';
 
 export const WORKFLOW_TYPES = {
   deploy: 'deployFunction',
   entity: 'functionEntity',
   coldStart: 'coldStart',
+  registryGc: 'collectRegistryGarbage',
 } as const;
 
 export interface FunctionEntityInput {

@@ -17,7 +17,7 @@ import { SCALE_DEFAULTS, type ScaleConfig } from '../lib/function-config';
 import { SEARCH_ATTRIBUTES } from '../lib/names';
 import { DRAIN_MS } from '../lib/settings';
 import type { FunctionState, FunctionVersion, Instance, RegisterOutcome, Retirement, RollbackOutcome } from '../lib/types';
-import { dockerShort, imageTransfer } from './activity-options';
+import { dockerShort, imageTransfer, temporalCall } from './activity-options';
 import { removedWhileStarting, startInstance } from './cold-start';
 import {
   activateVersionUpdate,
@@ -34,6 +34,7 @@ import {
 
 const { removeContainers, retireContainers, removeContainer, pauseInstance, pruneImages } = proxyActivities<Activities>(dockerShort);
 const { removeFunctionArtifacts, discardVersions } = proxyActivities<Activities>(imageTransfer);
+const { collectRegistryGarbageSoon } = proxyActivities<Activities>(temporalCall);
 
 /** How many versions a function keeps when the registration does not say (PLAT_VERSIONS_KEPT). */
 export const VERSIONS_KEPT = 20;
@@ -182,7 +183,8 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     ({ version, requestedAt, versionsKept = VERSIONS_KEPT }) =>
       mutex.runExclusive(async () => {
         // A registration that is retried (after a continue-as-new the update id no longer dedupes it).
-        if (versionOf(version.version)) return { activated: state.activeVersion === version.version, activeVersion: state.activeVersion ?? '' };
+        if (versionOf(version.version))
+          return { activated: state.activeVersion === version.version, activeVersion: state.activeVersion ?? '' };
         if (removing) throw removedWhileStarting(name);
         // This await would be dangerous without the lock held: another deploy could switch meanwhile.
         const started = await proveStart(version);
@@ -303,7 +305,12 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
             name,
             images: state.versions.map((v) => v.image),
             sourceDigests: state.versions.map((v) => v.sourceDigest),
+            versions: state.versions.map((v) => v.version),
           });
+          // What the deletes left (layers, configs) goes with a garbage collection now.
+          await collectRegistryGarbageSoon().catch((error: unknown) =>
+            log.warn('asking for a registry garbage collection failed', { error }),
+          );
           state.removed = true;
           return { removedContainers };
         } catch (error) {

@@ -18,6 +18,7 @@ import type {
 } from '../../lib/types';
 import { activateVersionUpdate, describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
 import { toPlatError } from '../temporal-errors';
+import { RegistryGate } from './registry-gate';
 import { CONTROL_READ_MS, within } from '../temporal';
 
 const PROGRESS_POLL_MS = 200;
@@ -32,6 +33,8 @@ const WORKER_HINT_MS = 10_000;
 export class FunctionsService {
   /** Called when a function's serving version may have changed (deploy finished, removal). */
   onChange: (name: string) => void = () => {};
+  /** Holds uploads while the registry's garbage is collected. */
+  readonly registryGate = new RegistryGate();
 
   constructor(
     private readonly temporal: Client,
@@ -98,15 +101,17 @@ export class FunctionsService {
     if (!isGzip && !isZip) throw new PlatError('INVALID_ARCHIVE', 'the archive must be a tar.gz or a zip');
 
     const repository = repositoryPath(config.name);
+    const version = newVersion(new Date(), randomBytes(2).toString('hex'));
+    await this.registryGate.open();
     let upload: { digest: string; created: boolean };
     try {
       upload = await this.registry.uploadBlob(repository, archive);
+      await this.registry.tagSource(repository, version, { digest: upload.digest, size: archive.byteLength });
     } catch (error) {
       throw new PlatError('PLATFORM_UNAVAILABLE', `the registry did not take the source: ${(error as Error).message}`, { cause: error });
     }
     const sourceDigest = upload.digest;
 
-    const version = newVersion(new Date(), randomBytes(2).toString('hex'));
     const workflowId = workflowIds.deploy(config.name, version);
     const input: DeployInput = { name: config.name, version, config, sourceDigest, sourceSize: archive.byteLength };
     try {
@@ -126,6 +131,7 @@ export class FunctionsService {
       );
     } catch (error) {
       // Only a source this upload created is ours to take back: the same bytes may be a deployed version's.
+      await this.registry.untagSource(repository, version).catch(() => undefined);
       if (upload.created) await this.registry.delete(repository, 'blobs', sourceDigest).catch(() => undefined);
       throw toPlatError(error, 'DEPLOY_FAILED');
     }

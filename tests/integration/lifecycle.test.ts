@@ -2,6 +2,8 @@ import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { repositoryPath } from '../../lib/names';
+import { loadSettings } from '../../lib/settings';
 import type { FunctionState, VersionSummary } from '../../lib/types';
 import {
   answering,
@@ -225,3 +227,55 @@ describe.each(['bun', 'deno', 'node'])('a Workers-style Hono app on %s', (runtim
     );
   });
 });
+
+describe('disk reclaimed', () => {
+  it('keeps the local images of the active and the previous version only', async () => {
+    const name = s.name('images');
+    const deployed = [];
+    for (const word of ['one', 'two', 'three']) deployed.push(await deployText(s, name, word));
+    const local = async () =>
+      (await s.docker.listImages({ filters: { label: [`dev.plat.function=${name}`] } })).map((i) => i.Labels?.['dev.plat.version']).sort();
+    // Once the first version's last container has drained away, its image goes.
+    await waitFor('the oldest image to be removed', 30_000, async () => (await local()).length === 2);
+    expect(await local()).toEqual([deployed[1]?.version, deployed[2]?.version].sort());
+  });
+
+  it('stores less in the registry after a removal, and nothing of the function can be downloaded any more', async () => {
+    const name = s.name('reclaim');
+    const dir = await functionFolder(name, { 'index.ts': answering('soon gone') });
+    // Incompressible, so the function's own layer and source weigh what they say.
+    await Bun.write(join(dir, 'asset.bin'), crypto.getRandomValues(new Uint8Array(4 * 1024 * 1024)));
+    const { digest, version } = await deployFolder(s, dir);
+    const registry = `http://${loadSettings().registry}/v2/${repositoryPath(name)}`;
+    const manifest = await (await fetch(`${registry}/manifests/${digest}`, { headers: { accept: DOCKER_MANIFEST } })).json();
+    const layers: string[] = manifest.layers.map((l: { digest: string }) => l.digest);
+    const sourceTagged = await fetch(`${registry}/manifests/source-${version}`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } });
+    expect(sourceTagged.status).toBe(200);
+    const before = await registryBytes();
+
+    await s.api.json(`/functions/${name}`, { method: 'DELETE' });
+    // The removal has the scheduled collection run at once; the function's own layers (the last
+    // ones: the base image's are shared) and its source go with it.
+    const gone = async (blob: string) => (await fetch(`${registry}/blobs/${blob}`, { method: 'HEAD' })).status === 404;
+    await waitFor(
+      'the registry to collect the removed function',
+      120_000,
+      async () => (await gone(layers.at(-2) as string)) && (await gone(layers.at(-1) as string)),
+      500,
+    );
+    expect(await registryBytes()).toBeLessThan(before - 4 * 1024 * 1024);
+    expect((await fetch(`${registry}/manifests/source-${version}`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } })).status).toBe(
+      404,
+    );
+  });
+});
+
+const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** What the local registry stores, in bytes (npm test's registry: $PLAT_HOME/registry). */
+async function registryBytes(): Promise<number> {
+  const root = join(process.env.PLAT_HOME || join(process.env.HOME || '/root', '.plat'), 'registry');
+  const du = Bun.spawn(['du', '-sb', root], { stdout: 'pipe' });
+  return Number((await new Response(du.stdout).text()).split('\t')[0]);
+}

@@ -336,7 +336,8 @@ describe('serving functions', () => {
     const containers = await containersOf(s, name);
     expect(containers.map((c) => c.Labels['dev.plat.version'])).toEqual([state.activeVersion as string]);
     const tags = await fetch(`http://${loadSettings().registry}/v2/${repositoryPath(name)}/tags/list`).then((r) => r.json());
-    expect(tags.tags).toEqual([state.activeVersion]);
+    // The serving version's image and source; nothing of the one that could not start.
+    expect(tags.tags.sort()).toEqual([`source-${state.activeVersion}`, state.activeVersion as string]);
     expect(await sourceInRegistry(name, broken)).toBe(false);
   });
 

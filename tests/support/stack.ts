@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Client, Connection, type WorkflowExecutionInfo } from '@temporalio/client';
 import type { Subprocess } from 'bun';
 import Docker from 'dockerode';
-import { LABELS } from '../../lib/names';
+import { LABELS, workflowIds } from '../../lib/names';
 import { loadSettings } from '../../lib/settings';
 import { Api } from '../../cli/api';
 import { freePort, waitFor } from './wait';
@@ -68,6 +68,8 @@ async function start(): Promise<TestStack> {
     REGISTRY: settings.registry,
     // Dead containers go within seconds, so tests can see them go.
     PLAT_REAP_AFTER_SECONDS: '2',
+    // The registry npm test started, whose garbage this run's worker collects.
+    PLAT_REGISTRY_CONFIG: join(process.env.PLAT_HOME || join(process.env.HOME || '/root', '.plat'), 'registry.yml'),
   };
 
   try {
@@ -177,6 +179,10 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
         .catch(() => undefined);
   }
 
+  await s.temporal.schedule
+    .getHandle(workflowIds.registryGc(s.taskQueue))
+    .delete()
+    .catch(() => undefined);
   await deleteWorkflows(s);
   // PLAT_TEST_KEEP=1 keeps the run's folder (the worker's and gateway's logs) for a look after a failure.
   if (!process.env.PLAT_TEST_KEEP) await rm(s.dataDir, { recursive: true, force: true });

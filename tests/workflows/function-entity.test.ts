@@ -131,6 +131,7 @@ function stubActivities(client: Client): Partial<Activities> {
       return 0;
     },
     removeFunctionArtifacts: async () => {},
+    collectRegistryGarbageSoon: async () => {},
     pauseInstance: async ({ containerId }) => {
       if (docker.busy.has(containerId)) return 'busy';
       docker.paused.push(containerId);
