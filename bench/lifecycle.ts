@@ -73,6 +73,19 @@ for (let round = 0; round < rounds; round++) {
   resumed.push(await timedRequest());
 }
 
+// The engine's own unpause, the floor of a resume: the container paused and resumed by the API.
+const enginePauses: number[] = [];
+const [running] = (await containers()).filter((c) => c.State === 'running');
+if (running) {
+  const container = docker.getContainer(running.Id);
+  for (let round = 0; round < rounds; round++) {
+    await container.pause();
+    const started = performance.now();
+    await container.unpause();
+    enginePauses.push(performance.now() - started);
+  }
+}
+
 const cold: number[] = [];
 for (let round = 0; round < rounds; round++) {
   for (const c of await containers()) await docker.getContainer(c.Id).remove({ force: true });
@@ -93,5 +106,6 @@ const warmP50 = median(warm);
 console.log(`p50 (warm: ${requests} sequential requests; the rest: ${rounds} rounds)`);
 console.log(`  warm request                 ${ms(warmP50)}`);
 console.log(`  request to a paused instance ${ms(median(resumed))}   +${(median(resumed) - warmP50).toFixed(2)} ms over warm`);
+if (enginePauses.length > 0) console.log(`    of which the engine's unpause ${ms(median(enginePauses))}   (the API call alone, from here)`);
 console.log(`  cold start                   ${ms(median(cold))}   ${(median(cold) / median(resumed)).toFixed(0)}× a resume`);
 console.log(`  rollback (image local)       ${ms(median(rollback))}`);

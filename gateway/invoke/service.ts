@@ -279,12 +279,10 @@ export class InvokeService {
       let failure: string;
       let reached: boolean;
       try {
-        if (this.paused.has(route.containerId)) {
-          await this.resume(route.containerId).catch((error: Error) => {
-            throw new ExchangeFailed(`its paused container could not be resumed: ${error.message}`, false);
-          });
-        }
-        const response = await this.forward(route, request, body, headers, pathAndQuery);
+        // A paused container's kernel still takes the connection and holds the request until the
+        // worker has resumed it: both go at once, and a resume that fails ends the request.
+        const resumed = this.paused.has(route.containerId) ? this.resume(route.containerId) : undefined;
+        const response = await this.forward(route, request, body, headers, pathAndQuery, resumed);
         if (!isRefusal(response)) {
           this.usage.record(route.name, route.containerId);
           return response;
@@ -334,9 +332,11 @@ export class InvokeService {
     body: Uint8Array | ReadableStream | null,
     headers: Headers,
     pathAndQuery: string,
+    resumed?: Promise<void>,
   ): Promise<Response> {
     const controller = new AbortController();
     const exchange: Exchange = { controller, startedAt: Date.now() };
+    resumed?.catch(() => controller.abort(NOT_RESUMED));
     const exchanges = this.inFlight.get(route.containerId) ?? new Set<Exchange>();
     this.inFlight.set(route.containerId, exchanges);
     exchanges.add(exchange);
@@ -364,6 +364,8 @@ export class InvokeService {
       }
       if (reason === GONE) throw new ExchangeFailed('its container is gone', !exchange.neverReached);
       if (reason === UNRESPONSIVE) throw new ExchangeFailed('its container stopped accepting connections', true);
+      // Frozen until now, it cannot have read the request.
+      if (reason === NOT_RESUMED) throw new ExchangeFailed('its paused container could not be resumed', false);
       const code = (error as { code?: string }).code;
       throw new ExchangeFailed((error as Error).message, !(code && NOT_CONNECTED.has(code)));
     } finally {
@@ -402,6 +404,8 @@ const TIMED_OUT = Symbol('timed out');
 const GONE = Symbol('container gone');
 /** The liveness probe found nothing listening. */
 const UNRESPONSIVE = Symbol('container unresponsive');
+/** The worker could not resume the paused container. */
+const NOT_RESUMED = Symbol('container not resumed');
 const FUNCTION_PREFIX = '/function/';
 
 /** The path the function sees: `/function/<name>/a/b?q=1` arrives as `/a/b?q=1` (string work, no URL parse). */

@@ -153,7 +153,9 @@ describe('scale to zero', () => {
     expect((await describeFn(name)).instances.map((i) => i.state)).toEqual(['paused']);
 
     expect(await text(name)).toBe('scaled');
-    expect(await containerState(name)).toEqual({ id, state: 'running' });
+    // The answer can come before the engine has finished its own bookkeeping of the resume.
+    await waitFor('the engine to report it running', 10_000, async () => (await containerState(name)).state === 'running');
+    expect((await containerState(name)).id).toBe(id);
     await waitFor('the entity to see it running', 10_000, async () => (await describeFn(name)).instances[0]?.state === 'running');
   });
 
