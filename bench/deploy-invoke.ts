@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
+import { makeIdle } from './idle';
 import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import type { FunctionState } from '../lib/types';
 
@@ -61,6 +62,7 @@ await api.request(`/functions/${name}`, { method: 'DELETE' });
 const [, deploy1] = await timed(async () => deploy(api, await folder('v1'), { log: () => {} }));
 const [, deploy2] = await timed(async () => deploy(api, await folder('v2'), { log: () => {} }));
 
+await makeIdle(api, docker, name);
 const [cold, coldMs] = await timed(async () => (await api.request(`/function/${name}`)).text());
 if (cold !== 'v2') throw new Error(`unexpected answer ${cold}`);
 

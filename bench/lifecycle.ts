@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
+import { makeIdle } from './idle';
 import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
-import type { FunctionState } from '../lib/types';
 
 const apiUrl = process.env.API_URL ?? DEFAULT_API_URL;
 const token = process.env.AUTH_TOKEN ?? DEV_TOKEN;
@@ -55,7 +55,6 @@ async function timedRequest(): Promise<number> {
 }
 
 const containers = () => docker.listContainers({ all: true, filters: { label: [`dev.plat.function=${name}`] } });
-const state = async () => (await api.json<{ function: FunctionState }>(`/functions/${name}`)).function;
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 const ms = (n: number) => `${n.toFixed(2)} ms`.padStart(11);
 
@@ -88,8 +87,7 @@ if (running) {
 
 const cold: number[] = [];
 for (let round = 0; round < rounds; round++) {
-  for (const c of await containers()) await docker.getContainer(c.Id).remove({ force: true });
-  await until('the entity to forget its instance', async () => (await state()).instances.length === 0);
+  await makeIdle(api, docker, name);
   cold.push(await timedRequest());
 }
 

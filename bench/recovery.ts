@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
+import { makeIdle } from './idle';
 import { packFolder } from '../cli/pack';
 import { DEFAULT_API_URL, DEV_TOKEN, loadSettings } from '../lib/settings';
 import type { FunctionState } from '../lib/types';
@@ -80,10 +81,9 @@ const add = (key: string, value: number) => {
 for (let round = 0; round < rounds; round++) {
   for (const method of ['GET', 'POST']) {
     // The reference: a cold start, the dead container already forgotten by the entity and the gateway.
-    const gone = await serving();
-    await docker.getContainer(gone).remove({ force: true });
     // The worker tells the gateways before the entity, so once the entity has forgotten it the gateway has too.
-    await until('the entity to forget the container', async () => (await state()).instances.length === 0);
+    await serving();
+    await makeIdle(api, docker, name);
     add(`cold start (${method})`, await request(method));
 
     await docker.getContainer(await serving()).kill();

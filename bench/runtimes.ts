@@ -16,6 +16,7 @@ import Docker from 'dockerode';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
 import { init } from '../cli/commands/init';
+import { makeIdle } from './idle';
 import { RUNTIME_NAMES, RUNTIMES } from '../lib/runtimes';
 import { DEFAULT_API_URL, DEV_TOKEN, loadSettings } from '../lib/settings';
 
@@ -50,6 +51,7 @@ for (const runtime of runtimes) {
   const [second, secondMs] = await timed(() => deploy(api, dir, quiet));
   if (second.version === first.version) throw new Error('the redeploy made no new version');
 
+  await makeIdle(api, docker, name);
   const [cold, coldMs] = await timed(() => api.request(`/function/${name}`));
   if (cold.status !== 200) throw new Error(`${runtime}: cold request answered ${cold.status}: ${await cold.text()}`);
   await cold.arrayBuffer();

@@ -14,6 +14,7 @@ import {
   fixtureFolder,
   functionFolder,
   invoke,
+  makeIdle,
   plat,
 } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
@@ -114,9 +115,7 @@ describe('every deploy proves its version starts', () => {
   it('fails a version that throws at import even when the function is idle', async () => {
     const name = s.name('idle-throw');
     await deployText(s, name, 'still here');
-    // Idle: its container gone and forgotten.
-    for (const c of await containersOf(s, name)) await s.docker.getContainer(c.Id).remove({ force: true });
-    await waitFor('the entity to forget its instance', 30_000, async () => (await describeFn(name)).instances.length === 0);
+    await makeIdle(s, name);
 
     const broken = await functionFolder(name, {
       'index.ts': 'throw new Error("DATABASE_URL is not set");\nexport default { fetch() { return new Response("never"); } };\n',

@@ -9,6 +9,7 @@ import {
   deployText,
   functionFolder,
   invoke,
+  makeIdle,
   sourceInRegistry,
 } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
@@ -261,6 +262,7 @@ describe('serving functions', () => {
   it('starts exactly one container for many concurrent first requests', async () => {
     const name = s.name('burst');
     await deployText(s, name, 'burst');
+    await makeIdle(s, name);
     const answers = await Promise.all(Array.from({ length: 12 }, () => invoke(s, name).then((r) => r.text())));
     expect(answers).toEqual(Array(12).fill('burst'));
     expect(await containersOf(s, name)).toHaveLength(1);

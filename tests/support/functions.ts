@@ -8,6 +8,7 @@ import { repositoryPath } from '../../lib/names';
 import { loadSettings } from '../../lib/settings';
 import type { DeployResult } from '../../lib/types';
 import type { TestStack } from './stack';
+import { waitFor } from './wait';
 
 /** A function folder in a temp directory: function.json for `name` plus the given files. */
 export async function functionFolder(name: string, files: Record<string, string>, config: Record<string, unknown> = {}): Promise<string> {
@@ -83,4 +84,13 @@ export async function plat(s: TestStack, cwd: string, ...args: string[]) {
   const child = Bun.spawn([PLAT, ...args], { cwd, env: { ...process.env, ...s.env, NO_COLOR: '1' }, stdout: 'pipe', stderr: 'pipe' });
   const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   return { stdout, stderr, code };
+}
+
+/** Makes a function idle: its containers removed, and its entity aware of it (the next request cold-starts). */
+export async function makeIdle(s: TestStack, name: string): Promise<void> {
+  for (const c of await containersOf(s, name)) await s.docker.getContainer(c.Id).remove({ force: true });
+  await waitFor(`${name} to have no instance`, 30_000, async () => {
+    const { function: state } = await s.api.json<{ function: { instances: unknown[] } }>(`/functions/${name}`);
+    return state.instances.length === 0;
+  });
 }
