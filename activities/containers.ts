@@ -1,5 +1,6 @@
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type Docker from 'dockerode';
+import { platformRecord } from '../lib/logs';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
@@ -72,7 +73,7 @@ export function containerSpec(name: string, version: FunctionVersion, instanceId
   };
 }
 
-export function createContainerActivities({ docker, registry, settings }: ActivityDeps) {
+export function createContainerActivities({ docker, registry, settings, logs }: ActivityDeps) {
   /** Resumes a paused container; one that is not paused (any more) is fine as it is. */
   async function unpause(containerId: string): Promise<void> {
     await docker
@@ -109,6 +110,23 @@ export function createContainerActivities({ docker, registry, settings }: Activi
         if (status !== 304 && status !== 404) throw error; // 304: already stopped
       });
     await removeContainer({ containerId });
+  }
+
+  /** The platform's line for an instance that answers its health route: how long it took from its creation. */
+  async function logStarted(containerId: string): Promise<void> {
+    if (!logs) return;
+    const info = await docker
+      .getContainer(containerId)
+      .inspect()
+      .catch(() => undefined);
+    const name = info?.Config.Labels?.[LABELS.function];
+    if (!info || !name) return;
+    const ms = Date.now() - Date.parse(info.Created);
+    const version = info.Config.Labels?.[LABELS.version];
+    logs.append(
+      name,
+      platformRecord(`instance started: answered ${ms} ms after its container was created (cold start)`, { containerId, version }),
+    );
   }
 
   let networkReady = false;
@@ -284,7 +302,10 @@ export function createContainerActivities({ docker, registry, settings }: Activi
             headers: { [INSTANCE_HEADER]: instanceId },
             signal: AbortSignal.timeout(1000),
           });
-          if (response.ok) return;
+          if (response.ok) {
+            void logStarted(containerId);
+            return;
+          }
         } catch {
           // not listening yet
         }
@@ -311,7 +332,9 @@ export function createContainerActivities({ docker, registry, settings }: Activi
     },
 
     /** Stops and removes exactly these containers: the ones a switch replaced, once their drain is over. */
-    async retireContainers({ containerIds }: { containerIds: string[] }): Promise<void> {
+    async retireContainers({ containerIds, name, reason }: { containerIds: string[]; name?: string; reason?: string }): Promise<void> {
+      if (name && reason)
+        for (const containerId of containerIds) logs?.append(name, platformRecord(`instance stopped: ${reason}`, { containerId }));
       await Promise.all(containerIds.map(stopAndRemove));
     },
 

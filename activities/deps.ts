@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type { EventPublisher } from '../lib/events';
+import type { LogWriter } from '../lib/logs';
 import type { RegistryApi } from '../lib/registry-api';
 import type { Settings } from '../lib/settings';
 
@@ -13,6 +14,8 @@ export interface ActivityDeps {
   settings: Settings;
   /** This host's gateways: told at once when a version switches. */
   events: EventPublisher;
+  /** Functions' logs, where activities write the platform's events (a deploy, a start, a stop). */
+  logs?: LogWriter;
 }
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));

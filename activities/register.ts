@@ -1,5 +1,6 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { platformRecord } from '../lib/logs';
 import { SEARCH_ATTRIBUTES, workflowIds } from '../lib/names';
 import type { FunctionVersion, Instance, InstanceOutcome, RegisterOutcome } from '../lib/types';
 import { type FunctionEntityInput, instanceStartedUpdate, registerVersionUpdate, WORKFLOW_TYPES } from '../workflows/definitions';
@@ -14,7 +15,7 @@ function refusal(error: unknown): unknown {
   return error;
 }
 
-export function createRegisterActivities({ temporal, settings, events, docker }: ActivityDeps) {
+export function createRegisterActivities({ temporal, settings, events, docker, logs }: ActivityDeps) {
   return {
     /**
      * Registers a version with the function's entity: an update-with-start, so the first deploy
@@ -48,6 +49,8 @@ export function createRegisterActivities({ temporal, settings, events, docker }:
           }),
       );
       if (outcome.activated) events.publish({ type: 'function-changed', name });
+      const what = outcome.activated ? 'deployed; it serves the function now' : 'deployed and kept; a later deploy serves the function';
+      logs?.append(name, platformRecord(`version ${version.version} ${what}`, { version: version.version }));
       return outcome;
     },
 

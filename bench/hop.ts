@@ -6,7 +6,9 @@
  *
  *   - straight to the function's container (what any proxy costs is measured against this),
  *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
- *   - the gateway's /function/<name>, with the bearer token.
+ *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
+ *   - a second gateway of this checkout that the bench starts with PLAT_METRICS=off (no metrics, no
+ *     invocation records), so the cost of metrics is measured in the same run.
  *
  *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
  *
@@ -133,11 +135,41 @@ const { function: state } = await api.json<{ function: FunctionState }>(`/functi
 const direct = state.instances[0]?.url;
 if (!direct) throw new Error('no instance after the cold start');
 
+/** A gateway of this checkout with metrics and invocation records off, on a port of its own. */
+async function startGatewayWithoutMetrics(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const proc = Bun.spawn([process.execPath, join(import.meta.dir, '../gateway/main.ts')], {
+    env: { ...process.env, PORT: String(port), AUTH_TOKEN: token, PLAT_METRICS: 'off' },
+    stdout: 'ignore',
+    stderr: 'inherit',
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  while (
+    !(await fetch(`${url}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  ) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('the second gateway did not start');
+    await Bun.sleep(50);
+  }
+  return {
+    url,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await proc.exited;
+    },
+  };
+}
+
 const nginx = await startNginx(direct);
+const bare = await startGatewayWithoutMetrics();
 const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'straight to the container', url: `${direct}/`, headers: [] },
   ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
+  { label: 'plat gateway, metrics off', url: `${bare.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
 ];
 
 try {
@@ -154,8 +186,14 @@ try {
         `  ${label.padEnd(30)} ${String(Math.round(rps)).padStart(7)} ${`${Math.round(median(list.map((s) => s.p50us)))} µs`.padStart(10)} ${`${Math.round(median(list.map((s) => s.p99us)))} µs`.padStart(10)} ${String(list.reduce((n, s) => n + s.errors, 0)).padStart(6)}`,
       );
     }
+    const rpsOf = (label: string) => median((samples.get(label) ?? []).map((s) => s.rps));
+    const on = rpsOf('plat gateway');
+    const off = rpsOf('plat gateway, metrics off');
+    console.log(`  metrics on / off: ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
+    if (nginx) console.log(`  gateway / nginx: ${(on / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
   }
 } finally {
   await nginx?.stop();
+  await bare.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });
 }

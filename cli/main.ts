@@ -6,6 +6,7 @@ import { Api, CliError } from './api';
 import { deploy } from './commands/deploy';
 import { init } from './commands/init';
 import { invoke } from './commands/invoke';
+import { logs } from './commands/logs';
 import { describe, list, remove } from './commands/manage';
 import { rollback, versions } from './commands/versions';
 import { style } from './output';
@@ -62,13 +63,31 @@ cli
   );
 
 cli
+  .command('logs <name>', "Show what a function wrote (stdout, stderr) and the platform's events about it")
+  .option('-f, --follow', 'Keep printing new lines until interrupted')
+  .option('--since <when>', 'Only lines since a duration ago (10m, 2h) or an ISO time')
+  .option('--tail <n>', 'Only the last N lines (default 100; 10 before --follow)')
+  .option('--version <version>', 'Only lines of this version')
+  .option('--request <id>', 'Only lines of this request (its x-request-id)')
+  .example('plat logs hello --since 10m --request 5f0c…')
+  .action(
+    async (
+      name: string,
+      options: GlobalOptions & { follow?: boolean; since?: string; tail?: string; version?: string; request?: string },
+    ) => logs(api(options), name, options, print),
+  );
+
+cli
   .command('list', 'List deployed functions')
   .alias('ls')
   .action(async (options: GlobalOptions) => print(await list(api(options), Boolean(options.json))));
 
 cli
   .command('describe <name>', 'Show a function: active version, image, instances, versions')
-  .action(async (name: string, options: GlobalOptions) => print(await describe(api(options), name, Boolean(options.json))));
+  .option('--usage', 'Also show the memory and CPU each instance uses now (asks the engine; about a second)')
+  .action(async (name: string, options: GlobalOptions & { usage?: boolean }) =>
+    print(await describe(api(options), name, Boolean(options.json), Boolean(options.usage))),
+  );
 
 cli
   .command('versions <name>', 'List the versions a function keeps, newest first, the active one marked')

@@ -1,5 +1,6 @@
 import { Elysia } from 'elysia';
 import { type ErrorBody, PlatError } from '../lib/errors';
+import { REQUEST_ID_HEADER, takeRequestIdHeader } from './invoke/request-id';
 
 function body(code: ErrorBody['error']['code'], message: string): ErrorBody {
   return { error: { code, message } };
@@ -9,29 +10,36 @@ function body(code: ErrorBody['error']['code'], message: string): ErrorBody {
  * Maps every error to `{ error: { code, message } }` with its status, once for the whole app.
  * Unexpected errors are logged with their stack here and answered without it.
  */
-export const errorHandling = new Elysia({ name: 'errors' }).error({ PlatError }).onError({ as: 'global' }, ({ code, error, set }) => {
-  if (error instanceof PlatError) {
-    set.status = error.status;
-    // Answers of 500 and more are the platform's (or a function's) failures: logged once, with what caused them.
-    if (error.status >= 500) console.error(`${error.code}: ${error.message}`, ...(error.cause ? [error.cause] : []));
-    // Tells the platform's own errors apart from a function's answers on invoke routes.
-    set.headers['x-plat-error'] = error.code;
-    if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';
-    return error.toJSON();
-  }
-  switch (code) {
-    case 'NOT_FOUND':
-      set.status = 404;
-      return body('NOT_FOUND', 'no such route; see the README for the API');
-    case 'VALIDATION':
-      set.status = 400;
-      return body('BAD_REQUEST', error.message);
-    case 'PARSE':
-      set.status = 400;
-      return body('BAD_REQUEST', 'the request body could not be parsed');
-    default:
-      console.error(error);
-      set.status = 500;
-      return body('INTERNAL', 'internal error; see the gateway log');
-  }
-});
+export const errorHandling = new Elysia({ name: 'errors' })
+  .error({ PlatError })
+  .onError({ as: 'global' }, ({ code, error, set, request }) => {
+    // The invoke path has set the request's id on its headers already; any other route gets one here.
+    const requestId = takeRequestIdHeader(request.headers);
+    set.headers[REQUEST_ID_HEADER] = requestId;
+    if (error instanceof PlatError) {
+      set.status = error.status;
+      // Answers of 500 and more are the platform's (or a function's) failures: logged once, with what caused them.
+      if (error.status >= 500) {
+        console.error(`${error.code} (request ${requestId}): ${error.message}`, ...(error.cause ? [error.cause] : []));
+      }
+      // Tells the platform's own errors apart from a function's answers on invoke routes.
+      set.headers['x-plat-error'] = error.code;
+      if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';
+      return error.toJSON();
+    }
+    switch (code) {
+      case 'NOT_FOUND':
+        set.status = 404;
+        return body('NOT_FOUND', 'no such route; see the README for the API');
+      case 'VALIDATION':
+        set.status = 400;
+        return body('BAD_REQUEST', error.message);
+      case 'PARSE':
+        set.status = 400;
+        return body('BAD_REQUEST', 'the request body could not be parsed');
+      default:
+        console.error(`INTERNAL (request ${requestId}):`, error);
+        set.status = 500;
+        return body('INTERNAL', 'internal error; see the gateway log');
+    }
+  });

@@ -42,3 +42,16 @@ export const EVENTS_PATH = '/events';
 export function resumePath(containerId: string): string {
   return `/instances/${containerId}/resume`;
 }
+
+/** What a container uses, read from the engine when asked (`plat describe --usage`). */
+export interface InstanceUsage {
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  /** Share of one CPU over the engine's last sampling interval (about a second): 100 is one core. */
+  cpuPercent: number;
+}
+
+/** The worker's route on the events socket for what a container uses now. */
+export function usagePath(containerId: string): string {
+  return `/instances/${containerId}/usage`;
+}

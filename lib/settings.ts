@@ -78,6 +78,30 @@ export interface Settings {
   versionsKept: number;
   /** Base images that replace a runtime's default (PLAT_BASE_IMAGE_<RUNTIME>, e.g. PLAT_BASE_IMAGE_PYTHON_FLASK). */
   baseImages: Record<string, string>;
+  /**
+   * Functions' logs (lib/logs.ts): kept per function up to PLAT_LOG_MAX_MB (50) and PLAT_LOG_RETENTION
+   * (24h); a container may write PLAT_LOG_RATE lines a second (1000, bursts of 5 s), the rest is dropped and said so.
+   */
+  logs: { maxBytes: number; maxAgeMs: number; linesPerSecond: number };
+  /** The gateway's per-request metrics and invocation records (PLAT_METRICS=off turns them off, to measure their cost). */
+  metrics: boolean;
+  /** Where the worker serves the Temporal SDK's Prometheus metrics (PLAT_WORKER_METRICS, host:port; "off" for none). */
+  workerMetrics?: string;
+}
+
+/** `90`, `90s`, `10m`, `24h`, `7d` as milliseconds (a bare number is seconds); undefined when it is none of these. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
+function positive(value: string | undefined, fallback: number, what: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${what} must be a positive number, not "${value}"`);
+  return n;
 }
 
 export function loadSettings(env: Record<string, string | undefined> = process.env): Settings {
@@ -105,7 +129,21 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
       every: env.PLAT_REGISTRY_GC_EVERY || '1h',
     },
     baseImages,
+    logs: {
+      maxBytes: positive(env.PLAT_LOG_MAX_MB, 50, 'PLAT_LOG_MAX_MB') * MiB,
+      maxAgeMs: logRetention(env.PLAT_LOG_RETENTION),
+      linesPerSecond: positive(env.PLAT_LOG_RATE, 1000, 'PLAT_LOG_RATE'),
+    },
+    metrics: env.PLAT_METRICS !== 'off',
+    workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',
   };
+}
+
+function logRetention(value: string | undefined): number {
+  if (!value) return 24 * 3_600_000;
+  const ms = parseDuration(value);
+  if (!ms) throw new Error(`PLAT_LOG_RETENTION must be a duration such as 24h or 7d, not "${value}"`);
+  return ms;
 }
 
 /** The registry's HTTP base URL: registries on loopback speak plain HTTP. */

@@ -1,3 +1,4 @@
+import type { InstanceUsage } from './events';
 import type { FunctionConfig } from './function-config';
 
 /** One built, pushed version of a function. */
@@ -28,6 +29,8 @@ export interface Instance {
   state: 'running' | 'paused';
   /** The last request the gateways reported, or the start (ISO time): the idle rules count from it. */
   lastUsedAt: string;
+  /** What it uses now: only in `GET /functions/:name?usage=true` (read from the engine then). */
+  usage?: InstanceUsage;
 }
 
 /** Containers a switch replaced, stopped once the drain ends. */

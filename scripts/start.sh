@@ -47,7 +47,8 @@ ${C_BOLD}plat is running${C_OFF}
   temporal UI   http://localhost:$TEMPORAL_UI_PORT
   temporal      $TEMPORAL_ADDRESS
   registry      http://$REGISTRY
-  logs          $LOG_DIR/{gateway,worker,temporal,registry,dockerd}.log
+  metrics       http://localhost:$GATEWAY_PORT/metrics (bearer token), worker: http://${PLAT_WORKER_METRICS:-127.0.0.1:9464}/metrics
+  logs          $LOG_DIR/{gateway,worker,temporal,registry,dockerd}.log; functions: plat logs NAME
   data          $PLAT_HOME
 
   plat init hello && cd hello && plat deploy

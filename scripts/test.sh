@@ -7,6 +7,7 @@
 # With arguments, runs `bun test` with them instead of the whole suite.
 source "$(dirname "${BASH_SOURCE[0]}")/infra.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/test-server.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/promtool.sh"
 
 # (an if, not `is_running && …`: under set -e a false last test would end the script right here)
 started_before=" "
@@ -24,6 +25,7 @@ trap cleanup EXIT
 
 ensure_infra
 ensure_test_server
+ensure_promtool
 
 cd "$ROOT"
 passed=0

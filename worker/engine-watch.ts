@@ -1,9 +1,11 @@
 import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type { EventPublisher } from '../lib/events';
+import { type LogWriter, lastLineTime, platformRecord } from '../lib/logs';
 import { LABELS, workflowIds } from '../lib/names';
 import type { Settings } from '../lib/settings';
 import { describeQuery, instanceGoneSignal, instanceResumedSignal, WORKFLOW_TYPES } from '../workflows/definitions';
+import type { LogCollector } from './log-collector';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 2000;
@@ -27,6 +29,8 @@ interface DockerEvent {
  */
 export class EngineWatch {
   private readonly reported = new Set<string>();
+  /** Containers the engine reported out of memory, until they die. */
+  private readonly oomKilled = new Set<string>();
   private stopped = false;
   private stream?: NodeJS.ReadableStream & { destroy?: () => void };
   private reaper?: ReturnType<typeof setInterval>;
@@ -36,6 +40,8 @@ export class EngineWatch {
     private readonly temporal: Client,
     private readonly settings: Settings,
     private readonly events: EventPublisher,
+    private readonly collector: LogCollector,
+    private readonly logs: LogWriter,
   ) {}
 
   start(): void {
@@ -61,7 +67,7 @@ export class EngineWatch {
         const stream = (await this.docker.getEvents({
           filters: {
             type: ['container'],
-            event: ['die', 'destroy', 'pause', 'unpause'],
+            event: ['start', 'die', 'destroy', 'pause', 'unpause', 'oom'],
             label: [`${LABELS.queue}=${this.settings.taskQueue}`],
           },
         })) as NodeJS.ReadableStream & { destroy?: () => void };
@@ -108,11 +114,21 @@ export class EngineWatch {
     const name = event.Actor?.Attributes?.[LABELS.function];
     if (!id || !name) return;
     const at = event.timeNano ? Math.floor(event.timeNano / 1e6) : Date.now();
+    const about = { containerId: id, version: event.Actor?.Attributes?.[LABELS.version] };
     switch (event.Action) {
+      case 'start':
+        this.collector.follow({ name, ...about });
+        return;
+      case 'oom':
+        this.oomKilled.add(id);
+        void this.describeOom(id).then((text) => this.logs.append(name, platformRecord(text, about)));
+        return;
       case 'pause':
+        this.logs.append(name, platformRecord('instance paused: idle (the next request resumes it)', about));
         this.events.publish({ type: 'instance-paused', name, containerId: id });
         return;
       case 'unpause':
+        this.logs.append(name, platformRecord('instance resumed', about));
         // A gateway had it resumed for a request: the entity's idle rules count from now.
         this.events.publish({ type: 'instance-resumed', name, containerId: id });
         this.temporal.workflow
@@ -120,9 +136,27 @@ export class EngineWatch {
           .signal(instanceResumedSignal, { containerId: id, at: new Date(at).toISOString() })
           .catch(() => {});
         return;
+      case 'die': {
+        const code = event.Actor?.Attributes?.exitCode ?? '?';
+        const oom = this.oomKilled.delete(id) ? ' (killed: out of memory)' : '';
+        this.logs.append(name, platformRecord(`instance exited with code ${code}${oom}`, about));
+        this.report(name, id, `exited with code ${code}`, at);
+        return;
+      }
       default:
-        this.report(name, id, event.Action === 'destroy' ? 'removed' : `exited with code ${event.Actor?.Attributes?.exitCode ?? '?'}`, at);
+        this.report(name, id, 'removed', at);
     }
+  }
+
+  /** The OOM event's line: what the limit is and how to raise it. */
+  private async describeOom(containerId: string): Promise<string> {
+    const memory = await this.docker
+      .getContainer(containerId)
+      .inspect()
+      .then((info) => info.HostConfig.Memory ?? 0)
+      .catch(() => 0);
+    const limit = memory ? `its memory limit of ${Math.round(memory / 1024 / 1024)} MiB` : 'its memory limit';
+    return `instance killed for memory: it reached ${limit}; raise "memory" (MiB) in function.json and deploy again`;
   }
 
   /** Tells the gateways (at once) and the entity (durably) that a container no longer serves. */
@@ -142,10 +176,16 @@ export class EngineWatch {
   /** Reports every container that stopped and every listed instance whose container is not running. */
   private async reconcile(): Promise<void> {
     const containers = await this.containers();
-    const running = new Set(containers.filter((c) => c.State === 'running').map((c) => c.Id));
+    const running = new Set(containers.filter((c) => c.State === 'running' || c.State === 'paused').map((c) => c.Id));
     for (const c of containers) {
       const name = c.Labels[LABELS.function];
-      if (name && c.State !== 'running') this.report(name, c.Id, `found ${c.State}`);
+      if (!name) continue;
+      if (c.State !== 'running' && c.State !== 'paused') this.report(name, c.Id, `found ${c.State}`);
+      else {
+        // Followed again from its last line collected (this worker restarted, or the engine did).
+        const since = lastLineTime(this.settings.dataDir, name, c.Id);
+        this.collector.follow({ name, containerId: c.Id, version: c.Labels[LABELS.version] }, since);
+      }
     }
     const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running' AND TaskQueue = '${this.settings.taskQueue}'`;
     for await (const execution of this.temporal.workflow.list({ query })) {

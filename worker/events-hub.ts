@@ -1,10 +1,12 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
-import { EVENTS_PATH, type EventPublisher, type PlatformEvent } from '../lib/events';
+import { EVENTS_PATH, type EventPublisher, type InstanceUsage, type PlatformEvent } from '../lib/events';
 
 /** lib/events.ts resumePath, with the container id captured. */
 const RESUME_PATH = /^\/instances\/([0-9a-f]{12,64})\/resume$/;
+/** lib/events.ts usagePath. */
+const USAGE_PATH = /^\/instances\/([0-9a-f]{12,64})\/usage$/;
 
 /** A line every so often, so a subscriber notices a worker that vanished without closing the socket. */
 const KEEPALIVE_MS = 10_000;
@@ -27,6 +29,14 @@ export class EventsHub implements EventPublisher {
       );
       return;
     }
+    const usage = request.method === 'GET' ? USAGE_PATH.exec(request.url ?? '') : null;
+    if (usage?.[1] && this.usage) {
+      this.usage(usage[1]).then(
+        (body) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
+        (error: Error) => response.writeHead(502, { 'content-type': 'text/plain' }).end(error.message),
+      );
+      return;
+    }
     if (request.url !== EVENTS_PATH) {
       response.writeHead(404).end();
       return;
@@ -44,6 +54,8 @@ export class EventsHub implements EventPublisher {
   constructor(
     private readonly socketPath: string,
     private readonly resume: (containerId: string) => Promise<void>,
+    /** What a container uses now (GET usagePath), for `plat describe --usage`. */
+    private readonly usage?: (containerId: string) => Promise<InstanceUsage>,
   ) {}
 
   async listen(): Promise<void> {

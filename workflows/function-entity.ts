@@ -84,7 +84,7 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       if (wait > 0) await sleep(wait);
       if (removing) break; // removal takes every container anyway
       try {
-        await retireContainers({ containerIds: retirement.containerIds });
+        await retireContainers({ containerIds: retirement.containerIds, name, reason: `replaced by version ${state.activeVersion}` });
         break;
       } catch (error) {
         log.warn('retiring replaced containers failed; trying again', { containerIds: retirement.containerIds, error });
@@ -374,7 +374,8 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       else if (outcome === 'paused') instance.state = 'paused';
       else state.instances = state.instances.filter((i) => i !== instance);
     } else {
-      await retireContainers({ containerIds: [instance.containerId] });
+      const idleFor = scaleOf(instance.version).stopAfter;
+      await retireContainers({ containerIds: [instance.containerId], name, reason: `idle for ${idleFor} s (scale.stopAfter)` });
       state.instances = state.instances.filter((i) => i !== instance);
       await reclaimImages();
     }

@@ -11,8 +11,10 @@ export async function list(api: Api, json: boolean): Promise<string> {
 }
 
 /** plat describe NAME */
-export async function describe(api: Api, name: string, json: boolean): Promise<string> {
-  const { function: fn } = await api.json<{ function: FunctionState }>(`/functions/${encodeURIComponent(name)}`);
+export async function describe(api: Api, name: string, json: boolean, usage = false): Promise<string> {
+  const { function: fn } = await api.json<{ function: FunctionState }>(
+    `/functions/${encodeURIComponent(name)}${usage ? '?usage=true' : ''}`,
+  );
   if (json) return JSON.stringify(fn, null, 2);
   const active = fn.versions.find((v) => v.version === fn.activeVersion);
   const lines = [
@@ -26,7 +28,7 @@ export async function describe(api: Api, name: string, json: boolean): Promise<s
     `  instances  ${fn.instances.length === 0 ? 'none (the next request starts one)' : ''}`,
     ...fn.instances.map(
       (i) =>
-        `    ${i.containerId.slice(0, 12)}  ${i.version}${i.version === fn.activeVersion ? '' : style.dim(' (preview)')}  ${i.state === 'paused' ? style.yellow('paused') : style.green('running')}  last used ${i.lastUsedAt}`,
+        `    ${i.containerId.slice(0, 12)}  ${i.version}${i.version === fn.activeVersion ? '' : style.dim(' (preview)')}  ${i.state === 'paused' ? style.yellow('paused') : style.green('running')}  last used ${i.lastUsedAt}${usageText(i.usage)}`,
     ),
     '',
     table([
@@ -38,6 +40,12 @@ export async function describe(api: Api, name: string, json: boolean): Promise<s
     ]),
   ];
   return lines.join('\n');
+}
+
+function usageText(usage: FunctionState['instances'][number]['usage']): string {
+  if (!usage) return '';
+  const mib = (bytes: number) => `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`;
+  return `  ${mib(usage.memoryBytes)} of ${mib(usage.memoryLimitBytes)}, ${usage.cpuPercent}% CPU`;
 }
 
 function idle(seconds: number): string {

@@ -72,8 +72,9 @@ export function functionsRoutes(service: FunctionsService, checkToken: (ctx: { r
       { parse: 'none' },
     )
     .get('/', async () => ({ functions: await service.list() }))
-    .get('/:name', async ({ params }) => {
+    .get('/:name', async ({ params, query }) => {
       const state = await service.get(params.name);
+      if (query.usage === 'true' || query.usage === '1') return { function: await service.withUsage(state) };
       return { function: state };
     })
     .get('/:name/versions', async ({ params }) => ({ versions: await service.versions(params.name) }))

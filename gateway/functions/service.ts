@@ -18,6 +18,7 @@ import type {
 } from '../../lib/types';
 import { activateVersionUpdate, describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
 import { toPlatError } from '../temporal-errors';
+import { instanceUsage } from '../invoke/worker-link';
 import { RegistryGate } from './registry-gate';
 import { CONTROL_READ_MS, within } from '../temporal';
 
@@ -33,6 +34,8 @@ const WORKER_HINT_MS = 10_000;
 export class FunctionsService {
   /** Called when a function's serving version may have changed (deploy finished, removal). */
   onChange: (name: string) => void = () => {};
+  /** Told when a deploy this gateway started ends (for the deploy metrics). */
+  onDeployEnd: (result: 'succeeded' | 'failed', seconds: number) => void = () => {};
   /** Holds uploads while the registry's garbage is collected. */
   readonly registryGate = new RegistryGate();
 
@@ -53,6 +56,17 @@ export class FunctionsService {
     } catch (error) {
       throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
     }
+  }
+
+  /** The state with what each instance uses now (memory, CPU), read from the engine by the worker on this host. */
+  async withUsage(state: FunctionState): Promise<FunctionState> {
+    const instances = await Promise.all(
+      state.instances.map(async (instance) => ({
+        ...instance,
+        usage: await instanceUsage(this.settings.eventsSocket, instance.containerId),
+      })),
+    );
+    return { ...state, instances };
   }
 
   async list(): Promise<FunctionSummary[]> {
@@ -125,9 +139,13 @@ export class FunctionsService {
           { key: SEARCH_ATTRIBUTES.runtime, value: config.runtime },
         ],
       });
+      const started = performance.now();
       handle.result().then(
-        () => this.onChange(config.name),
-        () => {},
+        () => {
+          this.onDeployEnd('succeeded', (performance.now() - started) / 1000);
+          this.onChange(config.name);
+        },
+        () => this.onDeployEnd('failed', (performance.now() - started) / 1000),
       );
     } catch (error) {
       // Only a source this upload created is ours to take back: the same bytes may be a deployed version's.

@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { PlatError } from '../../lib/errors';
 import type { PlatformEvent } from '../../lib/events';
+import { type LogWriter, platformRecord } from '../../lib/logs';
 import { functionNameProblem, INSTANCE_HEADER, REFUSED_HEADER, VERSION_PATTERN, workflowIds } from '../../lib/names';
 import { ROUTE_REVALIDATE_MS, type Settings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
@@ -10,7 +11,9 @@ import type { FunctionsService } from '../functions/service';
 import { CONTROL_READ_MS, within } from '../temporal';
 import { rootCause, toPlatError } from '../temporal-errors';
 import { toDownstreamHeaders, toUpstreamHeaders } from './headers';
+import type { GatewayMetrics, StartKind } from '../metrics';
 import { acceptsConnections } from './liveness';
+import { REQUEST_ID_HEADER, takeRequestIdHeader } from './request-id';
 import { UsageReports } from './usage';
 import { resumeContainer } from './worker-link';
 
@@ -42,6 +45,13 @@ const REPLAY_BUFFER_BYTES = 1024 * 1024;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Errors of a connection that was never made: the request cannot have reached the function. */
 const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ConnectionRefused']);
+
+/** What one invocation met on its way, for its record. */
+interface Trace {
+  route?: Route;
+  start?: StartKind;
+  response?: Response;
+}
 
 /** One request on its way to a container, so that news of the container's death can end it at once. */
 interface Exchange {
@@ -98,12 +108,17 @@ export class InvokeService {
   /** Requests in flight, by container. */
   private readonly inFlight = new Map<string, Set<Exchange>>();
   private readonly usage: UsageReports;
+  private readonly resolvingTraces = new WeakMap<Promise<Route>, Trace>();
   private timer?: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly temporal: Client,
     private readonly functions: FunctionsService,
     private readonly settings: Settings,
+    /** Undefined when metrics are off (PLAT_METRICS=off): no counting and no invocation records. */
+    private readonly metrics: GatewayMetrics | undefined,
+    /** Functions' logs, for the events only the gateway sees (a request that timed out). */
+    private readonly logs: LogWriter,
   ) {
     this.usage = new UsageReports(temporal);
   }
@@ -182,18 +197,23 @@ export class InvokeService {
     );
   }
 
-  async route(key: string, exclude?: string): Promise<Route> {
+  async route(key: string, exclude?: string, trace?: Trace): Promise<Route> {
     const cached = this.routes.get(key);
     if (cached && cached.containerId !== exclude) return cached;
     let pending = this.resolving.get(key);
     if (!pending) {
-      pending = this.resolve(key, exclude).finally(() => this.resolving.delete(key));
+      const resolving: Trace = {};
+      pending = this.resolve(key, exclude, false, resolving).finally(() => this.resolving.delete(key));
       this.resolving.set(key, pending);
+      this.resolvingTraces.set(pending, resolving);
     }
-    return pending;
+    const route = await pending;
+    // Every request that waited on a cold start was a cold one.
+    if (trace && this.resolvingTraces.get(pending)?.start === 'cold') trace.start = 'cold';
+    return route;
   }
 
-  private async resolve(key: string, exclude?: string, superseded = false): Promise<Route> {
+  private async resolve(key: string, exclude?: string, superseded = false, trace: Trace = {}): Promise<Route> {
     const { name, version: asked } = parseTarget(key);
     const state: FunctionState = await this.functions.get(name);
     const preview = asked !== undefined;
@@ -209,11 +229,12 @@ export class InvokeService {
     const live = candidates.sort(
       (a, b) => Number(b.state === 'running') - Number(a.state === 'running') || b.lastUsedAt.localeCompare(a.lastUsedAt),
     )[0];
+    if (!live) trace.start = 'cold';
     const instance = live ?? (await this.coldStart(name, target, preview));
     // A deploy switched versions while this start ran: its container was refused, so route again, once.
     if (instance === 'superseded') {
       if (superseded) throw new PlatError('COLD_START_FAILED', `function ${name} changed versions twice while it started; try again`);
-      return this.resolve(key, exclude, true);
+      return this.resolve(key, exclude, true, trace);
     }
     if (instance.state === 'paused') this.paused.add(instance.containerId);
     const route: Route = {
@@ -231,6 +252,7 @@ export class InvokeService {
   }
 
   private async coldStart(name: string, version: FunctionVersion, preview: boolean): Promise<Instance | 'superseded'> {
+    const started = performance.now();
     try {
       const handle = await within(this.temporal, CONTROL_READ_MS, () =>
         this.temporal.workflow.start(WORKFLOW_TYPES.coldStart, {
@@ -240,7 +262,9 @@ export class InvokeService {
           workflowIdConflictPolicy: 'USE_EXISTING',
         }),
       );
-      return (await handle.result()) as Instance;
+      const instance = (await handle.result()) as Instance;
+      this.metrics?.coldStart(name, (performance.now() - started) / 1000);
+      return instance;
     } catch (error) {
       const cause = rootCause(error);
       if (cause instanceof ApplicationFailure && cause.type === 'VersionSuperseded') return 'superseded';
@@ -249,9 +273,10 @@ export class InvokeService {
   }
 
   /** Has the worker on this host resume a paused container (one resume however many requests wait for it). */
-  private resume(containerId: string): Promise<void> {
+  private resume(containerId: string, name?: string): Promise<void> {
     let pending = this.resuming.get(containerId);
     if (!pending) {
+      if (name) this.metrics?.resume(name);
       pending = resumeContainer(this.settings.eventsSocket, containerId)
         .then(() => {
           this.paused.delete(containerId);
@@ -270,10 +295,64 @@ export class InvokeService {
    * read), and either it never reached the function or its method is idempotent. Otherwise 502.
    */
   async invoke(target: string, request: Request, clientIp?: string): Promise<Response> {
+    const started = performance.now();
+    const requestId = takeRequestIdHeader(request.headers);
+    const trace: Trace = {};
+    let status = 500;
+    try {
+      const response = await this.exchange(target, request, clientIp, trace);
+      response.headers.set(REQUEST_ID_HEADER, requestId);
+      status = response.status;
+      return response;
+    } catch (error) {
+      if (error instanceof PlatError) {
+        status = error.status;
+        if (error.code === 'UPSTREAM_TIMEOUT' && trace.route) {
+          this.logs.append(
+            trace.route.name,
+            platformRecord(`request timed out: no answer within ${trace.route.timeoutMs / 1000} s (raise "timeout" in function.json)`, {
+              containerId: trace.route.containerId,
+              version: trace.route.version,
+              requestId,
+            }),
+          );
+        }
+      }
+      throw error;
+    } finally {
+      if (this.metrics) this.record(target, request, status, started, requestId, trace);
+    }
+  }
+
+  /** Counts the invocation and writes its record. */
+  private record(target: string, request: Request, status: number, started: number, requestId: string, trace: Trace): void {
+    const route = trace.route;
+    const path = functionPath(request.url);
+    const query = path.indexOf('?');
+    const bytesIn = Number(request.headers.get('content-length') ?? Number.NaN);
+    const bytesOut = Number(trace.response?.headers.get('content-length') ?? Number.NaN);
+    this.metrics?.invocation({
+      time: new Date().toISOString(),
+      function: route?.name ?? target.split('@', 1)[0] ?? target,
+      version: route?.version,
+      instance: route?.containerId.slice(0, 12),
+      method: request.method,
+      path: query < 0 ? path : path.slice(0, query),
+      status,
+      durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+      start: route ? trace.start : undefined,
+      bytesIn: Number.isNaN(bytesIn) ? (request.body === null ? 0 : undefined) : bytesIn,
+      bytesOut: Number.isNaN(bytesOut) ? undefined : bytesOut,
+      requestId,
+    });
+  }
+
+  private async exchange(target: string, request: Request, clientIp: string | undefined, trace: Trace): Promise<Response> {
     const pathAndQuery = functionPath(request.url);
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
     const body = await bodyToSend(request);
-    let route = this.routes.get(target) ?? (await this.route(target));
+    trace.start = 'warm';
+    let route = this.routes.get(target) ?? (await this.route(target, undefined, trace));
     const name = route.name;
     for (let attempt = 0; ; attempt++) {
       let failure: string;
@@ -281,10 +360,13 @@ export class InvokeService {
       try {
         // A paused container's kernel still takes the connection and holds the request until the
         // worker has resumed it: both go at once, and a resume that fails ends the request.
-        const resumed = this.paused.has(route.containerId) ? this.resume(route.containerId) : undefined;
+        const resumed = this.paused.has(route.containerId) ? this.resume(route.containerId, route.name) : undefined;
+        if (resumed && trace.start === 'warm') trace.start = 'resumed';
+        trace.route = route;
         const response = await this.forward(route, request, body, headers, pathAndQuery, resumed);
         if (!isRefusal(response)) {
           this.usage.record(route.name, route.containerId);
+          trace.response = response;
           return response;
         }
         await response.body?.cancel();
@@ -306,7 +388,7 @@ export class InvokeService {
           `function ${name} did not answer (${failure}); its instance is being replaced, try again`,
         );
       }
-      route = await this.route(target, route.containerId);
+      route = await this.route(target, route.containerId, trace);
     }
   }
 
@@ -367,7 +449,9 @@ export class InvokeService {
       // Frozen until now, it cannot have read the request.
       if (reason === NOT_RESUMED) throw new ExchangeFailed('its paused container could not be resumed', false);
       const code = (error as { code?: string }).code;
-      throw new ExchangeFailed((error as Error).message, !(code && NOT_CONNECTED.has(code)));
+      // Bun's advice to its own callers ("pass `verbose: true`…") means nothing to a function's client.
+      const message = (error as Error).message.replace(/ For more information, pass `verbose: true`.*$/, '');
+      throw new ExchangeFailed(message, !(code && NOT_CONNECTED.has(code)));
     } finally {
       clearTimeout(timer);
       clearInterval(watchdog);

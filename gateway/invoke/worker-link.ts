@@ -1,4 +1,4 @@
-import { EVENTS_PATH, type PlatformEvent, resumePath } from '../../lib/events';
+import { EVENTS_PATH, type InstanceUsage, type PlatformEvent, resumePath, usagePath } from '../../lib/events';
 import { lines } from '../../lib/ndjson';
 
 const RETRY_MIN_MS = 250;
@@ -14,6 +14,19 @@ export async function resumeContainer(socket: string, containerId: string): Prom
   });
   if (!response.ok) throw new Error(`the worker could not resume the container: HTTP ${response.status} ${await response.text()}`);
 }
+
+/** What a container uses now, as the worker on this host reads it from the engine; undefined when it cannot tell (the container is gone). */
+export async function instanceUsage(socket: string, containerId: string): Promise<InstanceUsage | undefined> {
+  try {
+    const response = await fetch(`http://localhost${usagePath(containerId)}`, { unix: socket, signal: AbortSignal.timeout(USAGE_MS) });
+    return response.ok ? ((await response.json()) as InstanceUsage) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The engine samples a container's CPU over about a second before it answers. */
+const USAGE_MS = 5000;
 
 /** Longer than an unpause ever takes; a worker that does not answer in that time is taken for away. */
 const RESUME_MS = 5000;

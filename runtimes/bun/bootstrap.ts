@@ -24,13 +24,7 @@ const server = Bun.serve({
   async fetch(request) {
     const platform = contract.platformAnswer(new URL(request.url).pathname, request.headers.get('x-plat-instance'));
     if (platform) return platform;
-    try {
-      const response = await handler.fetch(request, contract.env, contract.context());
-      if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
-      return response;
-    } catch (error) {
-      return contract.failure(error);
-    }
+    return contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
   },
 });
 

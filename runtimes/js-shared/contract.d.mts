@@ -13,6 +13,7 @@ export interface Contract {
   platformAnswer(pathname: string, named: string | null | undefined): Response | undefined;
   idle(ms: number): Promise<void>;
   failure(error: unknown): Response;
+  run(request: Request, handle: () => Response | Promise<Response>): Promise<Response>;
 }
 
 export declare function createContract(readEnv: (name: string) => string | undefined): Contract;

@@ -9,7 +9,34 @@
 //   values, ctx.waitUntil(promise) keeping the instance from being paused until the promise settles
 //   (bounded by the function's timeout), ctx.passThroughOnException() accepted.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { format } from 'node:util';
+
 export const HEALTH_PATH = '/_/health';
+/** Before every line a request's handler logs: the platform's log collector takes the id from it. */
+const REQUEST_MARK = '\u001fplat-rid=';
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+/** The id of the request being handled, across awaits. */
+const requests = new AsyncLocalStorage();
+
+// What the function logs with console while it handles a request is tied to that request's id
+// (x-request-id, set by the gateway): each line is marked, so `plat logs --request ID` finds it
+// however many requests run at once.
+for (const method of ['log', 'info', 'warn', 'error', 'debug']) {
+  const original = console[method].bind(console);
+  console[method] = (...args) => {
+    const id = requests.getStore();
+    if (id === undefined) return original(...args);
+    const text = format(...args);
+    return original(
+      text
+        .split('\n')
+        .map((line) => `${REQUEST_MARK}${id}\u001f${line}`)
+        .join('\n'),
+    );
+  };
+}
 export const STATE_PATH = '/_/state';
 
 /**
@@ -71,6 +98,28 @@ export function createContract(readEnv) {
       if (pathname === HEALTH_PATH) return new Response('ok');
       if (pathname === STATE_PATH) return Response.json({ pending });
       return undefined;
+    },
+
+    /**
+     * Runs the function for one request with its id in context (what it logs is marked with it); an
+     * uncaught exception becomes the contract's 500.
+     * @param {Request} request
+     * @param {() => Response | Promise<Response>} handle
+     * @returns {Promise<Response>}
+     */
+    run(request, handle) {
+      const given = request.headers.get('x-request-id');
+      const id = given !== null && REQUEST_ID.test(given) ? given : undefined;
+      const call = async () => {
+        try {
+          const response = await handle();
+          if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
+          return response;
+        } catch (error) {
+          return this.failure(error);
+        }
+      };
+      return id === undefined ? call() : requests.run(id, call);
     },
 
     /** Resolves when no ctx.waitUntil work is pending, or after `ms`: a stop lets that work finish first. */

@@ -59,12 +59,8 @@ const server = createServer(async (req, res) => {
   if (response) {
     req.resume(); // a refused or platform request's body is never read
   } else {
-    try {
-      response = await handler.fetch(toRequest(req), contract.env, contract.context());
-      if (!(response instanceof Response)) throw new TypeError('fetch() must return a Response');
-    } catch (error) {
-      response = contract.failure(error);
-    }
+    const request = toRequest(req);
+    response = await contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
   }
   try {
     await send(res, response);

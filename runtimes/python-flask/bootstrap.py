@@ -4,11 +4,17 @@ Flask itself turns an uncaught exception in a view into a 500; the process stays
 
 A request names the instance it was routed to (x-plat-instance); one meant for another instance (a
 route that outlived its container, whose address this container now has) is refused with 421 and
-never reaches the function. A request that names none (a check from the host) is served."""
+never reaches the function. A request that names none (a check from the host) is served.
 
+What the function writes to stdout and stderr while it handles a request (print, logging) is tied to
+the request's id (x-request-id, set by the gateway): each line is marked with it, so
+`plat logs --request ID` finds it however many requests run at once."""
+
+import contextvars
 import importlib.util
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,6 +28,50 @@ port = int(os.environ.get("PORT", "8080"))
 GRACE_SECONDS = int(os.environ.get("PLAT_GRACE_MS", "10000")) / 1000
 INSTANCE_ID = os.environ.get("PLAT_INSTANCE_ID")
 MISDIRECTED = b'{"error":{"code":"MISDIRECTED_REQUEST","message":"this request was routed to another instance"}}'
+
+REQUEST_MARK = "\x1fplat-rid="
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+current_request = contextvars.ContextVar("plat_request_id", default=None)
+
+
+class RequestMarkedStream:
+    """A text stream whose lines, while a request is handled on this thread, carry its id. Each
+    thread's line is written whole, so concurrent requests' lines never mix."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        request_id = current_request.get()
+        if request_id is None:
+            return self._stream.write(text)
+        *lines, rest = (getattr(self._local, "partial", "") + text).split("\n")
+        self._local.partial = rest
+        if lines:
+            self._emit("".join(f"{REQUEST_MARK}{request_id}\x1f{line}\n" for line in lines))
+        return len(text)
+
+    def end_request(self, request_id):
+        """A line the request left without a newline is still its own."""
+        partial = getattr(self._local, "partial", "")
+        self._local.partial = ""
+        if partial:
+            self._emit(f"{REQUEST_MARK}{request_id}\x1f{partial}\n")
+
+    def _emit(self, text):
+        with self._lock:
+            self._stream.write(text)
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+# Before the function's module is imported, so the handlers it configures write through these.
+sys.stdout = RequestMarkedStream(sys.stdout)
+sys.stderr = RequestMarkedStream(sys.stderr)
 
 sys.path.insert(0, os.path.dirname(entry))
 spec = importlib.util.spec_from_file_location("__plat_function__", entry)
@@ -45,7 +95,16 @@ def with_health(environ, start_response):
         # A Flask view does all its work before it answers: nothing is ever pending after it.
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b'{"pending":0}']
-    return app(environ, start_response)
+    request_id = environ.get("HTTP_X_REQUEST_ID")
+    if request_id is None or not REQUEST_ID.match(request_id):
+        return app(environ, start_response)
+    token = current_request.set(request_id)
+    try:
+        return app(environ, start_response)
+    finally:
+        sys.stdout.end_request(request_id)
+        sys.stderr.end_request(request_id)
+        current_request.reset(token)
 
 
 def stop(*_):

@@ -31,6 +31,8 @@ export interface TestStack {
   taskQueue: string;
   dataDir: string;
   env: Record<string, string>;
+  /** Where this run's worker serves the Temporal SDK's metrics (host:port). */
+  workerMetrics: string;
   /** A function name unique to this run: t<run>-<suffix>. */
   name(suffix: string): string;
 }
@@ -66,6 +68,8 @@ async function start(): Promise<TestStack> {
     PORT: String(port),
     TEMPORAL_ADDRESS: settings.temporalAddress,
     REGISTRY: settings.registry,
+    // The worker's SDK metrics on a port of this run's own (the dev stack's worker may hold the default).
+    PLAT_WORKER_METRICS: `127.0.0.1:${await freePort()}`,
     // Dead containers go within seconds, so tests can see them go.
     PLAT_REAP_AFTER_SECONDS: '2',
     // The registry npm test started, whose garbage this run's worker collects.
@@ -111,6 +115,7 @@ async function start(): Promise<TestStack> {
     taskQueue,
     dataDir,
     env: { API_URL: apiUrl, AUTH_TOKEN: token },
+    workerMetrics: env.PLAT_WORKER_METRICS as string,
     name: (suffix) => `t${runId}-${suffix}`,
   };
 }

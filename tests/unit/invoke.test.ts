@@ -1,3 +1,6 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LogWriter } from '../../lib/logs';
 import { afterAll, describe, expect, it } from 'bun:test';
 import { gzipSync } from 'node:zlib';
 import { Client, Connection } from '@temporalio/client';
@@ -99,7 +102,12 @@ function service(timeoutSeconds = 30, url = `http://127.0.0.1:${upstream.port}`,
   } as unknown as FunctionsService;
   // Never dialled: every instance here is live, so no cold start is needed.
   const temporal = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
-  return { invoke: new InvokeService(temporal, functions, loadSettings({})), lookups, state };
+  const settings = loadSettings({ PLAT_HOME: join(tmpdir(), 'plat-unit-invoke') });
+  return {
+    invoke: new InvokeService(temporal, functions, settings, undefined, new LogWriter(settings.dataDir, settings.logs)),
+    lookups,
+    state,
+  };
 }
 
 /** A request as the gateway's server hands it over: a body of known size comes with its Content-Length. */
