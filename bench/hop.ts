@@ -7,8 +7,8 @@
  *   - straight to the function's container (what any proxy costs is measured against this),
  *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
- *   - a second gateway of this checkout that the bench starts with PLAT_METRICS=off (no metrics, no
- *     invocation records), so the cost of metrics is measured in the same run.
+ *   - two more gateways of this checkout that the bench starts alike, one with metrics and invocation
+ *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run.
  *
  *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
  *
@@ -135,12 +135,16 @@ const { function: state } = await api.json<{ function: FunctionState }>(`/functi
 const direct = state.instances[0]?.url;
 if (!direct) throw new Error('no instance after the cold start');
 
-/** A gateway of this checkout with metrics and invocation records off, on a port of its own. */
-async function startGatewayWithoutMetrics(): Promise<{ url: string; stop: () => Promise<void> }> {
+/**
+ * A gateway of this checkout on a port of its own, with metrics and invocation records on (written to
+ * a file, as under npm start) or off: the two differ in nothing else, so their ratio is the cost of metrics.
+ */
+async function startGateway(metrics: boolean): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
+  const logDir = await mkdtemp(join(tmpdir(), 'plat-bench-gateway-'));
   const proc = Bun.spawn([process.execPath, join(import.meta.dir, '../gateway/main.ts')], {
-    env: { ...process.env, PORT: String(port), AUTH_TOKEN: token, PLAT_METRICS: 'off' },
-    stdout: 'ignore',
+    env: { ...process.env, PORT: String(port), AUTH_TOKEN: token, PLAT_METRICS: metrics ? 'on' : 'off' },
+    stdout: Bun.file(join(logDir, 'gateway.log')),
     stderr: 'inherit',
   });
   const url = `http://127.0.0.1:${port}`;
@@ -151,7 +155,7 @@ async function startGatewayWithoutMetrics(): Promise<{ url: string; stop: () => 
       () => false,
     ))
   ) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('the second gateway did not start');
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('a gateway of the bench did not start');
     await Bun.sleep(50);
   }
   return {
@@ -159,17 +163,20 @@ async function startGatewayWithoutMetrics(): Promise<{ url: string; stop: () => 
     stop: async () => {
       proc.kill('SIGTERM');
       await proc.exited;
+      await rm(logDir, { recursive: true, force: true });
     },
   };
 }
 
 const nginx = await startNginx(direct);
-const bare = await startGatewayWithoutMetrics();
+const withMetrics = await startGateway(true);
+const withoutMetrics = await startGateway(false);
 const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'straight to the container', url: `${direct}/`, headers: [] },
   ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
-  { label: 'plat gateway, metrics off', url: `${bare.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
+  { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
+  { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
 ];
 
 try {
@@ -187,13 +194,14 @@ try {
       );
     }
     const rpsOf = (label: string) => median((samples.get(label) ?? []).map((s) => s.rps));
-    const on = rpsOf('plat gateway');
-    const off = rpsOf('plat gateway, metrics off');
+    const on = rpsOf('gateway, metrics on');
+    const off = rpsOf('gateway, metrics off');
     console.log(`  metrics on / off: ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
-    if (nginx) console.log(`  gateway / nginx: ${(on / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
   }
 } finally {
   await nginx?.stop();
-  await bare.stop();
+  await withMetrics.stop();
+  await withoutMetrics.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });
 }

@@ -49,6 +49,8 @@ const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'C
 /** What one invocation met on its way, for its record. */
 interface Trace {
   route?: Route;
+  /** The path and query the function sees. */
+  path?: string;
   start?: StartKind;
   response?: Response;
 }
@@ -327,7 +329,7 @@ export class InvokeService {
   /** Counts the invocation and writes its record. */
   private record(target: string, request: Request, status: number, started: number, requestId: string, trace: Trace): void {
     const route = trace.route;
-    const path = functionPath(request.url);
+    const path = trace.path ?? functionPath(request.url);
     const query = path.indexOf('?');
     const bytesIn = Number(request.headers.get('content-length') ?? Number.NaN);
     const bytesOut = Number(trace.response?.headers.get('content-length') ?? Number.NaN);
@@ -349,6 +351,7 @@ export class InvokeService {
 
   private async exchange(target: string, request: Request, clientIp: string | undefined, trace: Trace): Promise<Response> {
     const pathAndQuery = functionPath(request.url);
+    trace.path = pathAndQuery;
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
     const body = await bodyToSend(request);
     trace.start = 'warm';
