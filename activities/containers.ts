@@ -1,7 +1,7 @@
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type Docker from 'dockerode';
 import { platformRecord } from '../lib/logs';
-import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, repositoryPath } from '../lib/names';
+import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
 import { errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } from './docker-helpers';
@@ -199,7 +199,10 @@ export function createContainerActivities({ docker, registry, settings, logs }: 
       instanceId: string;
       url: string;
     }): Promise<'paused' | 'busy' | 'gone'> {
-      const pending = await fetch(`${url}${STATE_PATH}`, { headers: { [INSTANCE_HEADER]: instanceId }, signal: AbortSignal.timeout(2000) })
+      const pending = await fetch(`${url}${STATE_PATH}`, {
+        headers: { [INSTANCE_HEADER]: instanceId, [PROBE_HEADER]: '1' },
+        signal: AbortSignal.timeout(2000),
+      })
         .then(async (response) => (response.ok ? (((await response.json()) as { pending?: number }).pending ?? 0) : 0))
         .catch(() => 0);
       if (pending > 0) return 'busy';
@@ -299,7 +302,7 @@ export function createContainerActivities({ docker, registry, settings, logs }: 
       while (Date.now() < deadline) {
         try {
           const response = await fetch(`${url}${HEALTH_PATH}`, {
-            headers: { [INSTANCE_HEADER]: instanceId },
+            headers: { [INSTANCE_HEADER]: instanceId, [PROBE_HEADER]: '1' },
             signal: AbortSignal.timeout(1000),
           });
           if (response.ok) {

@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
+import { devNull, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { packageJsonProblems, requirementsProblems } from '../lib/dependency-rules';
 import type { RuntimeInfo } from '../lib/runtimes';
 import { BUN_BIN } from './deps';
 
@@ -14,8 +16,10 @@ const MANYLINUX_TAGS = [
   'manylinux1_x86_64',
 ];
 
-/** Lines of an installer's output quoted when it fails. */
+/** Lines of an installer's output quoted when it fails, each at most this wide; and what is kept of it while it runs. */
 const QUOTED_LINES = 25;
+const QUOTED_LINE_CHARS = 300;
+const OUTPUT_KEPT_CHARS = 64 * 1024;
 
 /** What each language's dependencies are declared in; the first file is the manifest. */
 const MANIFESTS = {
@@ -43,6 +47,11 @@ export async function resolveDependencies(runtime: RuntimeInfo, appDir: string, 
   }
   const manifest = present.find((f) => f.name === files[0]);
   const count = manifest ? countDependencies(runtime.language, manifest.text) : 0;
+  if (manifest) {
+    const problems =
+      runtime.language === 'python' ? requirementsProblems(manifest.text) : packageJsonProblems(JSON.parse(manifest.text) as unknown);
+    if (problems.length > 0) throw installFailed(problems.join('\n'));
+  }
   if (runtime.language === 'python' && count === 0) {
     throw installFailed('a python-flask function needs a requirements.txt that lists Flask (e.g. Flask==3.0.3)');
   }
@@ -114,18 +123,59 @@ async function installPython(dir: string, runtime: RuntimeInfo, dataDir: string)
     '--no-input',
   ];
   // --target never touches the system's packages, so Debian's "externally managed" guard does not apply.
-  const result = await run('python3', args, dir, { PIP_CACHE_DIR: join(dataDir, 'cache', 'pip'), PIP_BREAK_SYSTEM_PACKAGES: '1' });
+  const result = await run(await pythonExecutable(), args, dir, {
+    PIP_CACHE_DIR: join(dataDir, 'cache', 'pip'),
+    PIP_BREAK_SYSTEM_PACKAGES: '1',
+  });
   if (result.code !== 0) throw installFailed(`installing requirements.txt failed (pip install):\n${tail(result.text)}`);
   if (!(await exists(join(target, 'flask'))))
     throw installFailed('requirements.txt must list Flask: the python-flask runtime serves a Flask app');
 }
 
-function run(command: string, args: string[], cwd: string, env: Record<string, string>) {
+let python: Promise<string> | undefined;
+/**
+ * The host's python3 as a path: found with the worker's own environment (a pyenv shim needs its
+ * HOME to find the interpreter), then run with the installer's scratch one.
+ */
+function pythonExecutable(): Promise<string> {
+  python ??= new Promise((resolve) => {
+    const child = spawn('python3', ['-c', 'import sys; print(sys.executable)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.on('error', () => resolve('python3'));
+    child.on('close', () => resolve(out.trim() || 'python3'));
+  });
+  return python;
+}
+
+/**
+ * What an installer may see of the worker's environment: how to find programs, the locale, proxies
+ * it may need to reach the registry, and the registry itself when one is configured. Nothing else:
+ * not the worker's credentials (AUTH_TOKEN and the like), nor its home folder, whose config files
+ * (.npmrc, pip.conf) could point it elsewhere: it gets a scratch one.
+ */
+const PASSED_THROUGH =
+  /^(PATH|LANG|LC_ALL|TZ|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy|NPM_CONFIG_REGISTRY|BUN_CONFIG_REGISTRY|PIP_INDEX_URL|SSL_CERT_FILE|SSL_CERT_DIR)$/;
+
+async function run(command: string, args: string[], cwd: string, env: Record<string, string>) {
+  const home = await mkdtemp(join(tmpdir(), 'plat-installer-home-'));
+  const passed = Object.fromEntries(Object.entries(process.env).filter(([key]) => PASSED_THROUGH.test(key))) as Record<string, string>;
+  try {
+    return await spawnInstaller(command, args, cwd, { ...passed, HOME: home, TMPDIR: home, PIP_CONFIG_FILE: devNull, ...env });
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+}
+
+function spawnInstaller(command: string, args: string[], cwd: string, env: Record<string, string>) {
   return new Promise<{ code: number; text: string }>((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     const collect = (chunk: Buffer) => {
-      text += chunk.toString();
+      // Only the end is ever quoted: what came long before it is dropped as it comes.
+      text = (text + chunk.toString()).slice(-OUTPUT_KEPT_CHARS);
       heartbeat();
     };
     child.stdout.on('data', collect);
@@ -135,8 +185,14 @@ function run(command: string, args: string[], cwd: string, env: Record<string, s
   });
 }
 
+/** The end of an installer's output, as quoted to the user: its last lines, each cut to a bounded width. */
 export function tail(text: string, lines = QUOTED_LINES): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
+  return text
+    .trimEnd()
+    .split('\n')
+    .slice(-lines)
+    .map((line) => (line.length > QUOTED_LINE_CHARS ? `${line.slice(0, QUOTED_LINE_CHARS)}…` : line))
+    .join('\n');
 }
 
 export async function exists(path: string): Promise<boolean> {

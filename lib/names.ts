@@ -61,6 +61,14 @@ export const LABELS = {
 export const INSTANCE_HEADER = 'x-plat-instance';
 export const INSTANCE_ENV = 'PLAT_INSTANCE_ID';
 export const REFUSED_HEADER = 'x-plat-refused';
+/**
+ * Sent by the platform's own checks (the worker's health and state probes): the runtime answers its
+ * routes (/_/health, /_/state) only to a request that carries it, and the gateway drops every
+ * inbound `x-plat-*` header, so through /function/NAME those paths are the function's own.
+ */
+export const PROBE_HEADER = 'x-plat-probe';
+/** The platform's header prefix: only the gateway and the worker set such headers; a client's or a function's are dropped. */
+export const PLATFORM_HEADER_PREFIX = 'x-plat-';
 
 /**
  * A container's name: it follows from the function, the version and the instance id, which the

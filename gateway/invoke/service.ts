@@ -368,6 +368,7 @@ export class InvokeService {
         trace.route = route;
         const response = await this.forward(route, request, body, headers, pathAndQuery, resumed);
         if (!isRefusal(response)) {
+          toDownstreamHeaders(response.headers);
           this.usage.record(route.name, route.containerId);
           trace.response = response;
           return response;
@@ -408,8 +409,8 @@ export class InvokeService {
    * (status and headers), as a proxy's read timeout does; a streamed body may go on past it. A client
    * that goes away aborts the exchange, body included. While it waits, the container is probed every
    * second (see liveness.ts), so a dead one fails the request at once instead of at the timeout.
-   * The upstream Response is returned as it is (headers trimmed in place, body neither decompressed
-   * nor re-wrapped), so Bun pipes it natively: re-wrapping its body cost more than the rest of the hop.
+   * The upstream Response is returned as it is (its headers are trimmed in place by the caller, body
+   * neither decompressed nor re-wrapped), so Bun pipes it natively: re-wrapping its body cost more than the rest of the hop.
    */
   private async forward(
     route: Route,
@@ -440,7 +441,6 @@ export class InvokeService {
         signal: controller.signal,
         decompress: false,
       });
-      toDownstreamHeaders(upstream.headers);
       return upstream;
     } catch (error) {
       const reason = controller.signal.reason;

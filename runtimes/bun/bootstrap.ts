@@ -22,7 +22,11 @@ const server = Bun.serve({
   hostname: '0.0.0.0',
   idleTimeout: 255,
   async fetch(request) {
-    const platform = contract.platformAnswer(new URL(request.url).pathname, request.headers.get('x-plat-instance'));
+    const platform = contract.platformAnswer(
+      new URL(request.url).pathname,
+      request.headers.get('x-plat-instance'),
+      request.headers.get('x-plat-probe'),
+    );
     if (platform) return platform;
     return contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
   },

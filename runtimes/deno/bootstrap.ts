@@ -35,7 +35,11 @@ const server = Deno.serve(
     onListen: ({ port }) => console.log(`listening on :${port}`),
   },
   async (request) => {
-    const platform = contract.platformAnswer(new URL(request.url).pathname, request.headers.get('x-plat-instance'));
+    const platform = contract.platformAnswer(
+      new URL(request.url).pathname,
+      request.headers.get('x-plat-instance'),
+      request.headers.get('x-plat-probe'),
+    );
     if (platform) return platform;
     return contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
   },

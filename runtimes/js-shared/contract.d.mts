@@ -10,7 +10,7 @@ export interface ExecutionContext {
 export interface Contract {
   env: Readonly<Record<string, string>>;
   context(): ExecutionContext;
-  platformAnswer(pathname: string, named: string | null | undefined): Response | undefined;
+  platformAnswer(pathname: string, named: string | null | undefined, probe?: string | null): Response | undefined;
   idle(ms: number): Promise<void>;
   failure(error: unknown): Response;
   run(request: Request, handle: () => Response | Promise<Response>): Promise<Response>;

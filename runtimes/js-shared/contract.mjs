@@ -4,7 +4,8 @@
 //   for another instance (a route that outlived its container, whose address this one now has) is
 //   refused with 421 and never reaches the function; one that names none (a check from the host) is
 //   served;
-// - the platform's routes: GET /_/health when ready, GET /_/state with the work still pending;
+// - the platform's routes, for requests with x-plat-probe only: GET /_/health when ready, GET
+//   /_/state with the work still pending;
 // - the Workers handler signature: fetch(request, env, ctx), env holding the function.json `env`
 //   values, ctx.waitUntil(promise) keeping the instance from being paused until the promise settles
 //   (bounded by the function's timeout), ctx.passThroughOnException() accepted.
@@ -84,17 +85,21 @@ export function createContract(readEnv) {
 
     /**
      * The answer to a platform route or a misdirected request, or undefined for the function's own.
+     * The platform's routes answer only the platform's probes (x-plat-probe, which the gateway never
+     * forwards): through the gateway, /_/health is the function's own path.
      * @param {string} pathname
      * @param {string | null | undefined} named the request's x-plat-instance
+     * @param {string | null | undefined} [probe] the request's x-plat-probe
      * @returns {Response | undefined}
      */
-    platformAnswer(pathname, named) {
+    platformAnswer(pathname, named, probe) {
       if (named != null && instanceId && named !== instanceId) {
         return Response.json(
           { error: { code: 'MISDIRECTED_REQUEST', message: 'this request was routed to another instance' } },
           { status: 421, headers: { 'x-plat-refused': 'instance' } },
         );
       }
+      if (probe == null) return undefined;
       if (pathname === HEALTH_PATH) return new Response('ok');
       if (pathname === STATE_PATH) return Response.json({ pending });
       return undefined;

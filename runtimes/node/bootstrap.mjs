@@ -55,7 +55,7 @@ async function send(res, response) {
 
 const server = createServer(async (req, res) => {
   const pathname = (req.url ?? '/').split('?', 1)[0];
-  let response = contract.platformAnswer(pathname, req.headers['x-plat-instance']);
+  let response = contract.platformAnswer(pathname, req.headers['x-plat-instance'], req.headers['x-plat-probe']);
   if (response) {
     req.resume(); // a refused or platform request's body is never read
   } else {

@@ -88,10 +88,12 @@ def with_health(environ, start_response):
     if named is not None and INSTANCE_ID and named != INSTANCE_ID:
         start_response("421 Misdirected Request", [("Content-Type", "application/json"), ("X-Plat-Refused", "instance")])
         return [MISDIRECTED]
-    if environ.get("PATH_INFO") == HEALTH_PATH:
+    # The platform's routes answer only its probes (x-plat-probe, which the gateway never forwards).
+    probe = environ.get("HTTP_X_PLAT_PROBE") is not None
+    if probe and environ.get("PATH_INFO") == HEALTH_PATH:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
-    if environ.get("PATH_INFO") == STATE_PATH:
+    if probe and environ.get("PATH_INFO") == STATE_PATH:
         # A Flask view does all its work before it answers: nothing is ever pending after it.
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b'{"pending":0}']

@@ -63,7 +63,9 @@ describe.each(Object.keys(RUNTIMES))('instances of a %s function', (runtime) => 
     expect(refused.headers.get('x-plat-refused')).toBe('instance');
     expect((await refused.json()).error.code).toBe('MISDIRECTED_REQUEST');
     // The health route is checked too: a start cannot mistake another container for its own.
-    expect((await fetch(`${url}/_/health`, { headers: { 'x-plat-instance': 'some-other-instance' } })).status).toBe(421);
+    expect((await fetch(`${url}/_/health`, { headers: { 'x-plat-instance': 'some-other-instance', 'x-plat-probe': '1' } })).status).toBe(
+      421,
+    );
     expect(await (await fetch(`${url}/`, { headers: { 'x-plat-instance': instanceId } })).text()).toBe(`answered by ${runtime}`);
     expect(await (await fetch(`${url}/`)).text()).toBe(`answered by ${runtime}`);
   });

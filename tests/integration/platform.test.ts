@@ -10,6 +10,7 @@ import {
   functionFolder,
   invoke,
   makeIdle,
+  plat,
   sourceInRegistry,
 } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
@@ -228,6 +229,33 @@ describe('serving functions', () => {
     expect(response.headers.get('x-echo-header')).toBe('kept');
     expect(response.headers.get('x-saw-auth')).toBe('false');
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(payload);
+  });
+
+  it("keeps the platform's headers and routes the platform's own", async () => {
+    const name = s.name('spoof');
+    await deployFolder(
+      s,
+      await functionFolder(name, {
+        'index.ts': `export default { fetch(req: Request) {
+  const seen = [...req.headers.keys()].filter((k) => k.startsWith('x-plat-') && k !== 'x-plat-instance');
+  return new Response('mine at ' + new URL(req.url).pathname + ' saw ' + JSON.stringify(seen), {
+    status: 503,
+    headers: { 'x-plat-error': 'PLATFORM_UNAVAILABLE', 'x-plat-refused': 'instance', 'x-kept': 'yes' },
+  });
+} };\n`,
+      }),
+    );
+    // The bootstrap's routes are not reachable through the gateway: /_/health is the function's path.
+    const response = await invoke(s, name, '/_/health', { headers: { 'x-plat-probe': '1', 'x-plat-error': 'x' } });
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe('mine at /_/health saw []');
+    // A function cannot pass its answer off as the platform's error.
+    expect(response.headers.get('x-plat-error')).toBeNull();
+    expect(response.headers.get('x-plat-refused')).toBeNull();
+    expect(response.headers.get('x-kept')).toBe('yes');
+    const cli = await plat(s, '.', 'invoke', name, '/x');
+    expect(cli.stdout).toContain('mine at /x');
+    expect(cli.code).toBe(1);
   });
 
   it('keeps a function from reaching another function’s container', async () => {

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { deployFailure, deployFolder, fixtureFolder, invoke, sourceInRegistry } from '../support/functions';
+import { deployFailure, deployFolder, fixtureFolder, invoke, linesByRequest, sourceInRegistry } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -88,6 +88,17 @@ describe.each(JS_RUNTIMES)('the fetch contract on %s', (runtime) => {
     expect(rest).toBe('second');
   });
 
+  it("ties what the handler logs to its request's id, for two requests at once", async () => {
+    const lines = await linesByRequest(s, name, 3);
+    for (const tag of ['a', 'b']) {
+      expect(lines[tag]?.map((l) => [l.stream, l.text])).toEqual([
+        ['stdout', `first ${tag}`],
+        ['stderr', `second ${tag}`],
+        ['stderr', `third ${tag}`],
+      ]);
+    }
+  });
+
   it('answers 500 for an uncaught exception and keeps serving', async () => {
     const failed = await invoke(s, name, '/throw');
     expect(failed.status).toBe(500);
@@ -137,6 +148,18 @@ describe('the python-flask runtime', () => {
     expect(await sum.json()).toEqual({ sum: 42 });
     expect((await invoke(s, name, '/boom')).status).toBe(500);
     expect((await invoke(s, name)).status).toBe(200);
+
+    // print and logging alike are tied to the request's id, with two requests at once.
+    const lines = await linesByRequest(s, name, 4);
+    for (const tag of ['a', 'b']) {
+      expect(lines[tag]?.slice(0, 3).map((l) => [l.stream, l.text])).toEqual([
+        ['stdout', `first ${tag}`],
+        ['stderr', `second ${tag}`],
+        ['stderr', `third ${tag}`],
+      ]);
+      // Flask's own handler: "[time] WARNING in app: logged by a".
+      expect(lines[tag]?.[3]?.text).toEndWith(`WARNING in app: logged by ${tag}`);
+    }
   });
 
   it('fails the deploy with pip’s own message when a requirement cannot be installed', async () => {
@@ -149,6 +172,38 @@ describe('the python-flask runtime', () => {
     // A failed deploy leaves nothing behind, its uploaded source included.
     expect(await sourceInRegistry(name, dir)).toBe(false);
   });
+
+  it.each([
+    ['-r /etc/passwd', '-r'],
+    ['--index-url http://127.0.0.1:1/simple', '--index-url'],
+    ['pkg @ file:///etc/passwd', 'paths, URLs'],
+    ['/etc/passwd', 'paths, URLs'],
+  ])('fails the deploy on the line %p, naming it and quoting no host file', async (line, what) => {
+    const name = s.name('flask-hostile');
+    const dir = await fixtureFolder('flask', name, { runtime: 'python-flask' });
+    await writeFile(join(dir, 'requirements.txt'), `Flask==3.0.3\n${line}\n`);
+    const failure = await deployFailure(s, dir);
+    expect(failure.code).toBe('DEPENDENCY_INSTALL_FAILED');
+    expect(failure.message).toContain('requirements.txt line 2');
+    expect(failure.message).toContain(what);
+    expect(failure.message).not.toContain('root:x:0:0');
+    expect(await sourceInRegistry(name, dir)).toBe(false);
+  });
+});
+
+describe('package.json dependencies that could reach the host', () => {
+  it.each(['file:/etc', 'link:../x', 'workspace:*', 'git+https://github.com/a/b.git', 'http://127.0.0.1:5001/v2/'])(
+    'fail the deploy on %p, naming the entry',
+    async (spec) => {
+      const name = s.name('js-hostile');
+      const dir = await fixtureFolder('hono', name, { runtime: 'bun' });
+      await writeFile(join(dir, 'package.json'), JSON.stringify({ dependencies: { hono: '^4.6.0', s: spec } }));
+      const failure = await deployFailure(s, dir);
+      expect(failure.code).toBe('DEPENDENCY_INSTALL_FAILED');
+      expect(failure.message).toContain('dependencies.s');
+      expect(await sourceInRegistry(name, dir)).toBe(false);
+    },
+  );
 });
 
 describe('JS dependencies that cannot be resolved', () => {

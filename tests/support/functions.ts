@@ -1,3 +1,4 @@
+import { expect } from 'bun:test';
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,4 +94,33 @@ export async function makeIdle(s: TestStack, name: string): Promise<void> {
     const { function: state } = await s.api.json<{ function: { instances: unknown[] } }>(`/functions/${name}`);
     return state.instances.length === 0;
   });
+}
+
+/**
+ * Sends two requests at once to `/log/<tag>` with ids of their own, and returns each id's lines in
+ * the function's log (`GET /functions/:name/logs?request=`) once `count` of them are there.
+ */
+export async function linesByRequest(
+  s: TestStack,
+  name: string,
+  count: number,
+): Promise<Record<string, Array<{ stream: string; text: string }>>> {
+  const run = Math.random().toString(16).slice(2, 10);
+  const ids = { a: `a-${run}`, b: `b-${run}` };
+  const answers = await Promise.all(
+    Object.entries(ids).map(([tag, id]) => invoke(s, name, `/log/${tag}`, { headers: { 'x-request-id': id } })),
+  );
+  for (const answer of answers) expect(await answer.text()).toBe('logged');
+  const found: Record<string, Array<{ stream: string; text: string }>> = {};
+  await waitFor(`${count} lines of each request in the log`, 15_000, async () => {
+    for (const [tag, id] of Object.entries(ids)) {
+      const text = await (await s.api.request(`/functions/${name}/logs?request=${id}`)).text();
+      found[tag] = text
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { stream: string; text: string });
+    }
+    return Object.values(found).every((lines) => lines.length >= count);
+  });
+  return found;
 }
