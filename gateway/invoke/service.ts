@@ -343,7 +343,7 @@ export class InvokeService {
       status,
       durationMs: Math.round((performance.now() - started) * 1000) / 1000,
       start: route ? trace.start : undefined,
-      bytesIn: Number.isNaN(bytesIn) ? (request.body === null ? 0 : undefined) : bytesIn,
+      bytesIn: Number.isNaN(bytesIn) ? undefined : bytesIn,
       bytesOut: Number.isNaN(bytesOut) ? undefined : bytesOut,
       requestId,
     });
