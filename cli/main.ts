@@ -6,6 +6,7 @@ import { Api, CliError } from './api';
 import { deploy } from './commands/deploy';
 import { init } from './commands/init';
 import { invoke } from './commands/invoke';
+import { keysCommand } from './commands/keys';
 import { logs } from './commands/logs';
 import { describe, list, remove } from './commands/manage';
 import { rollback, versions } from './commands/versions';
@@ -75,6 +76,13 @@ cli
       name: string,
       options: GlobalOptions & { follow?: boolean; since?: string; tail?: string; version?: string; request?: string },
     ) => logs(api(options), name, options, print),
+  );
+
+cli
+  .command('keys <action> <name> [id]', 'Invoke keys of a function: keys create NAME | keys list NAME | keys revoke NAME ID')
+  .example('plat keys create hello   # prints the key once')
+  .action(async (action: string, name: string, id: string | undefined, options: GlobalOptions) =>
+    print(await keysCommand(api(options), action, name, id, Boolean(options.json))),
   );
 
 cli

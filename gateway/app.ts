@@ -3,13 +3,15 @@ import { Elysia } from 'elysia';
 import type { PlatformEvent } from '../lib/events';
 import { LogWriter } from '../lib/logs';
 import type { RegistryApi } from '../lib/registry-api';
-import type { Settings } from '../lib/settings';
-import { createTokenCheck } from './auth';
+import { ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
+import { AccessPolicy } from './access/policy';
+import { KeysService, keysRoutes } from './access/keys';
+import { bearerToken, createAdminCheck, createTokenCheck } from './auth';
 import { errorHandling } from './errors';
 import { functionsRoutes } from './functions';
 import { FunctionsService } from './functions/service';
 import { invokeRoutes } from './invoke';
-import { InvokeService } from './invoke/service';
+import { InvokeService, parseTarget } from './invoke/service';
 import { logsRoutes } from './logs';
 import { GatewayMetrics, metricsRoutes } from './metrics';
 
@@ -25,20 +27,36 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
   // Only the worker rotates the logs; the gateway appends the events only it sees (a request that timed out).
   const logs = new LogWriter(settings.dataDir, settings.logs, 50, false);
   const invoke = new InvokeService(temporal, functions, settings, metrics, logs);
-  functions.onChange = (name) => invoke.invalidate(name);
+  functions.onChange = (name) => {
+    invoke.invalidate(name);
+    void policy.invalidate(name);
+  };
   if (metrics) functions.onDeployEnd = (result, seconds) => metrics.deploy(result, seconds);
   const checkToken = createTokenCheck(settings.authToken);
+  const isAdmin = createAdminCheck(settings.authToken);
+  const policy = new AccessPolicy((name) => functions.get(name));
+  invoke.authorize = (target, request) => {
+    const token = bearerToken(request);
+    if (token !== undefined && isAdmin(token)) return undefined;
+    return policy.check(parseTarget(target).name, token);
+  };
+  const keys = new KeysService(temporal, functions);
+  keys.onChange = (name) => policy.invalidate(name);
+  const refreshing = setInterval(() => void policy.refreshAll(), ROUTE_REVALIDATE_MS);
+  refreshing.unref();
 
   const app = new Elysia()
     .use(errorHandling)
     .get('/healthz', () => ({ status: 'ok' }))
     .use(metricsRoutes(metrics, checkToken))
     .use(logsRoutes(functions, settings, checkToken))
+    .use(keysRoutes(keys, checkToken))
     .use(functionsRoutes(functions, checkToken))
-    .use(invokeRoutes(invoke, checkToken));
+    .use(invokeRoutes(invoke));
   /** What the worker on this host pushes (lib/events.ts), to the services that act on it. */
   const onEvent = (event: PlatformEvent) => {
     invoke.onEvent(event);
+    if (event.type === 'function-changed') void policy.invalidate(event.name);
     functions.registryGate.onEvent(event);
   };
   return { app, invoke, functions, onEvent, metrics };

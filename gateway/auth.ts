@@ -6,14 +6,24 @@ import { PlatError } from '../lib/errors';
  * token's length nor its prefix leaks through timing). Never logs the token.
  */
 export function createTokenCheck(expected: string) {
-  const expectedHash = createHash('sha256').update(expected).digest();
+  const isAdmin = createAdminCheck(expected);
   return ({ request }: { request: Request }): void => {
-    const header = request.headers.get('authorization') ?? '';
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match?.[1]) {
+    const token = bearerToken(request);
+    if (token === undefined) {
       throw new PlatError('UNAUTHORIZED', 'missing bearer token: send "Authorization: Bearer $AUTH_TOKEN"');
     }
-    const givenHash = createHash('sha256').update(match[1].trim()).digest();
-    if (!timingSafeEqual(givenHash, expectedHash)) throw new PlatError('UNAUTHORIZED', 'invalid bearer token');
+    if (!isAdmin(token)) throw new PlatError('UNAUTHORIZED', 'invalid bearer token');
   };
+}
+
+/** Whether a token is the admin token (AUTH_TOKEN), compared in constant time. */
+export function createAdminCheck(expected: string): (token: string) => boolean {
+  const expectedHash = createHash('sha256').update(expected).digest();
+  return (token) => timingSafeEqual(createHash('sha256').update(token).digest(), expectedHash);
+}
+
+/** The token of `Authorization: Bearer <token>`, or undefined when there is none. */
+export function bearerToken(request: Request): string | undefined {
+  const match = /^Bearer\s+(.+)$/i.exec(request.headers.get('authorization') ?? '');
+  return match?.[1]?.trim() || undefined;
 }

@@ -17,7 +17,15 @@ export interface FunctionConfig {
   timeout: number;
   /** The idle rules (see ScaleConfig). */
   scale: ScaleConfig;
+  /**
+   * Who may invoke it: `key` (the default) asks for the admin token or one of the function's invoke
+   * keys; `public` asks for nothing. Versions deployed before this field existed have none: `key`.
+   */
+  access?: Access;
 }
+
+export type Access = 'key' | 'public';
+export const ACCESS_MODES: readonly Access[] = ['key', 'public'];
 
 /**
  * How an idle function scales down, in seconds without requests: a running instance is paused
@@ -45,7 +53,7 @@ export const CONFIG_LIMITS = {
   timeout: { min: 1, max: 900 },
 } as const;
 
-const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale'];
+const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access'];
 const ENTRY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['PORT', 'PLAT_ENTRY', 'HOME']);
@@ -108,6 +116,12 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   const timeout = numberField(input, 'timeout', problems);
 
   const scale = scaleField(input.scale, problems);
+  const access = input.access ?? 'key';
+  if (!ACCESS_MODES.includes(access as Access)) {
+    problems.push(
+      `access must be "key" (callers need a key or the admin token) or "public" (anyone may call it), not ${JSON.stringify(input.access)}`,
+    );
+  }
 
   for (const key of Object.keys(input)) {
     if (!KNOWN_KEYS.includes(key)) problems.push(`unknown field "${key}" (known: ${KNOWN_KEYS.join(', ')})`);
@@ -116,7 +130,17 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   if (problems.length > 0) return { ok: false, problems };
   return {
     ok: true,
-    config: { name: input.name as string, runtime: runtime as string, entry: entry as string, env, memory, cpu, timeout, scale },
+    config: {
+      name: input.name as string,
+      runtime: runtime as string,
+      entry: entry as string,
+      env,
+      memory,
+      cpu,
+      timeout,
+      scale,
+      access: access as Access,
+    },
   };
 }
 

@@ -59,6 +59,8 @@ export interface FunctionState {
   instances: Instance[];
   /** Replaced containers still draining; carried over by continue-as-new. */
   retiring: Retirement[];
+  /** Invoke keys, by their SHA-256 only (the key itself is shown once, at creation, and kept nowhere). */
+  keys?: InvokeKey[];
   /** Set by removal, just before the entity workflow completes. */
   removed?: boolean;
 }
@@ -149,4 +151,12 @@ export interface Deployment {
   name: string;
   version: string;
   workflowId: string;
+}
+
+/** An invoke key as the function's entity keeps it: an id to list and revoke it by, and the key's hash. */
+export interface InvokeKey {
+  id: string;
+  /** SHA-256 of the key, hex. */
+  hash: string;
+  createdAt: string;
 }

@@ -8,6 +8,7 @@ import type {
   FunctionVersion,
   Instance,
   InstanceOutcome,
+  InvokeKey,
   RegisterOutcome,
   RollbackOutcome,
   StepProgress,
@@ -54,6 +55,10 @@ export const activateVersionUpdate = defineUpdate<RollbackOutcome, [{ version?: 
 /** Sent by a cold start with updateId = the instance id and the cold start's run. */
 export const instanceStartedUpdate = defineUpdate<InstanceOutcome, [{ instance: Instance; preview: boolean }]>('instanceStarted');
 /** The gateways' batched report of which instances served requests: the idle rules count from it. */
+/** Adds an invoke key (its hash: the key never reaches Temporal); the update id is `key/<id>`. */
+export const addKeyUpdate = defineUpdate<InvokeKey, [InvokeKey]>('addKey');
+/** Revokes an invoke key by id; false when the function has no such key. */
+export const revokeKeyUpdate = defineUpdate<boolean, [{ id: string }]>('revokeKey');
 export const instancesUsedSignal = defineSignal<[InstanceUse[]]>('instancesUsed');
 /** A paused instance that a request resumed (the worker unpaused it for a gateway). */
 export const instanceResumedSignal = defineSignal<[InstanceUse]>('instanceResumed');

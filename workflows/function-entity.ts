@@ -21,6 +21,7 @@ import { dockerShort, imageTransfer, temporalCall } from './activity-options';
 import { removedWhileStarting, startInstance } from './cold-start';
 import {
   activateVersionUpdate,
+  addKeyUpdate,
   describeQuery,
   ENTITY_HISTORY_LIMIT,
   type FunctionEntityInput,
@@ -30,6 +31,7 @@ import {
   instancesUsedSignal,
   registerVersionUpdate,
   removeUpdate,
+  revokeKeyUpdate,
 } from './definitions';
 
 const { removeContainers, retireContainers, removeContainer, pauseInstance, pruneImages } = proxyActivities<Activities>(dockerShort);
@@ -39,6 +41,8 @@ const { collectRegistryGarbageSoon } = proxyActivities<Activities>(temporalCall)
 /** How many versions a function keeps when the registration does not say (PLAT_VERSIONS_KEPT). */
 export const VERSIONS_KEPT = 20;
 
+/** Invoke keys a function may have at once (each is a line of its entity's state). */
+const MAX_KEYS = 100;
 /** How long a retirement or an idle transition that failed (the engine was down) waits before it tries again. */
 const RETRY_MS = 30_000;
 
@@ -279,6 +283,33 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     }
     return instance;
   }
+
+  // Invoke keys: synchronous handlers, so atomic without the mutex. A key added twice (a retried
+  // update) is kept once; the gateways re-read the keys every few seconds.
+  setHandler(
+    addKeyUpdate,
+    (key) => {
+      state.keys ??= [];
+      const known = state.keys.find((k) => k.id === key.id);
+      if (known) return known;
+      state.keys.push(key);
+      return key;
+    },
+    {
+      validator: (key) => {
+        if (removing || state.removed)
+          throw ApplicationFailure.create({ type: 'FunctionNotFound', message: `function ${name} is being removed` });
+        if ((state.keys?.length ?? 0) >= MAX_KEYS && !state.keys?.some((k) => k.id === key.id)) {
+          throw ApplicationFailure.create({ type: 'Conflict', message: `function ${name} has ${MAX_KEYS} keys already; revoke one first` });
+        }
+      },
+    },
+  );
+  setHandler(revokeKeyUpdate, ({ id }) => {
+    const before = state.keys?.length ?? 0;
+    state.keys = (state.keys ?? []).filter((k) => k.id !== id);
+    return state.keys.length < before;
+  });
 
   setHandler(instancesUsedSignal, (uses) => {
     for (const { containerId, at } of uses) used(containerId, at);

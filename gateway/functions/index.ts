@@ -1,6 +1,6 @@
 import { Elysia } from 'elysia';
 import { PlatError } from '../../lib/errors';
-import type { DeployEvent } from '../../lib/types';
+import type { DeployEvent, FunctionState } from '../../lib/types';
 import type { FunctionsService } from './service';
 
 /** Reads the deploy upload: multipart with `function` (function.json text) and `archive` (tar.gz or zip). */
@@ -73,9 +73,11 @@ export function functionsRoutes(service: FunctionsService, checkToken: (ctx: { r
     )
     .get('/', async () => ({ functions: await service.list() }))
     .get('/:name', async ({ params, query }) => {
-      const state = await service.get(params.name);
-      if (query.usage === 'true' || query.usage === '1') return { function: await service.withUsage(state) };
-      return { function: state };
+      const { keys, ...state } = await service.get(params.name);
+      // Keys are listed by id and time only: never their hashes.
+      const shown = { ...state, keys: (keys ?? []).map(({ id, createdAt }) => ({ id, createdAt })) };
+      if (query.usage === 'true' || query.usage === '1') return { function: await service.withUsage(shown as FunctionState) };
+      return { function: shown };
     })
     .get('/:name/versions', async ({ params }) => ({ versions: await service.versions(params.name) }))
     .post(

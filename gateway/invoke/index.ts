@@ -2,7 +2,7 @@ import { Elysia } from 'elysia';
 import type { InvokeService } from './service';
 
 /** `/function/:name[/*]` and `/function/:name@:version[/*]` (a preview URL), any method: the invoke proxy. The body is never parsed, only streamed. */
-export function invokeRoutes(service: InvokeService, checkToken: (ctx: { request: Request }) => void) {
+export function invokeRoutes(service: InvokeService) {
   const handler = ({
     request,
     params,
@@ -12,8 +12,8 @@ export function invokeRoutes(service: InvokeService, checkToken: (ctx: { request
     params: { name: string };
     server: { requestIP(r: Request): { address: string } | null } | null;
   }) => service.invoke(decodeTarget(params.name), request, server?.requestIP(request)?.address);
+  // Who may call is checked by the service (the admin token, a public function, or one of its keys).
   return new Elysia({ name: 'invoke' })
-    .onBeforeHandle(checkToken)
     .all('/function/:name', handler, { parse: 'none' })
     .all('/function/:name/*', handler, { parse: 'none' });
 }

@@ -111,6 +111,11 @@ export class InvokeService {
   private readonly inFlight = new Map<string, Set<Exchange>>();
   private readonly usage: UsageReports;
   private readonly resolvingTraces = new WeakMap<Promise<Route>, Trace>();
+  /**
+   * Who may invoke what (see access/policy.ts): undefined when the request may go on at once (the
+   * admin token), a promise that rejects with 401 when it may not. Unset: everyone may.
+   */
+  authorize?: (target: string, request: Request) => Promise<void> | undefined;
   private timer?: ReturnType<typeof setInterval>;
 
   constructor(
@@ -350,6 +355,9 @@ export class InvokeService {
   }
 
   private async exchange(target: string, request: Request, clientIp: string | undefined, trace: Trace): Promise<Response> {
+    // Before the headers are turned into the function's (the token is dropped then).
+    const authorizing = this.authorize?.(target, request);
+    if (authorizing) await authorizing;
     const pathAndQuery = functionPath(request.url);
     trace.path = pathAndQuery;
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');

@@ -5,7 +5,7 @@ describe('validateFunctionConfig', () => {
   it('fills in defaults for a minimal function.json', () => {
     expect(validateFunctionConfig({ name: 'hello' })).toEqual({
       ok: true,
-      config: { name: 'hello', runtime: 'bun', entry: 'index.ts', env: {}, ...CONFIG_DEFAULTS, scale: SCALE_DEFAULTS },
+      config: { name: 'hello', runtime: 'bun', entry: 'index.ts', env: {}, ...CONFIG_DEFAULTS, scale: SCALE_DEFAULTS, access: 'key' },
     });
   });
 
@@ -19,6 +19,7 @@ describe('validateFunctionConfig', () => {
       cpu: 0.5,
       timeout: 60,
       scale: { min: 1, pauseAfter: 0, stopAfter: 3600 },
+      access: 'public',
     };
     expect(validateFunctionConfig(raw)).toEqual({ ok: true, config: raw });
   });

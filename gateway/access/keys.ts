@@ -1,0 +1,79 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { Elysia } from 'elysia';
+import { PlatError } from '../../lib/errors';
+import { workflowIds } from '../../lib/names';
+import type { InvokeKey } from '../../lib/types';
+import { addKeyUpdate, revokeKeyUpdate } from '../../workflows/definitions';
+import type { FunctionsService } from '../functions/service';
+import { toPlatError } from '../temporal-errors';
+
+/** What an invoke key looks like: a prefix that says what it is, then 256 random bits. */
+const KEY_PREFIX = 'plat_';
+const KEY_ID = /^[0-9a-f]{8}$/;
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** A new key: shown once to its creator; the entity keeps only its hash. */
+export function newKey(): { key: string; record: InvokeKey } {
+  const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  return { key, record: { id: randomBytes(4).toString('hex'), hash: hashKey(key), createdAt: new Date().toISOString() } };
+}
+
+/** Invoke keys of a function: created (the key returned once), listed (ids and times only), revoked. */
+export class KeysService {
+  /** Told when a function's keys change, so this gateway's access cache re-reads them before the change is answered. */
+  onChange: (name: string) => Promise<void> = async () => {};
+
+  constructor(
+    private readonly temporal: Client,
+    private readonly functions: FunctionsService,
+  ) {}
+
+  async create(name: string): Promise<{ id: string; key: string; createdAt: string }> {
+    await this.functions.get(name);
+    const { key, record } = newKey();
+    try {
+      await this.temporal.workflow
+        .getHandle(workflowIds.entity(name))
+        .executeUpdate(addKeyUpdate, { args: [record], updateId: `key/${record.id}` });
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
+    }
+    await this.onChange(name);
+    return { id: record.id, key, createdAt: record.createdAt };
+  }
+
+  async list(name: string): Promise<Array<{ id: string; createdAt: string }>> {
+    const state = await this.functions.get(name);
+    return (state.keys ?? []).map(({ id, createdAt }) => ({ id, createdAt }));
+  }
+
+  async revoke(name: string, id: string): Promise<{ id: string }> {
+    if (!KEY_ID.test(id)) throw new PlatError('BAD_REQUEST', `"${id}" is not a key id (8 hex digits; see plat keys list ${name})`);
+    await this.functions.get(name);
+    let revoked: boolean;
+    try {
+      revoked = await this.temporal.workflow.getHandle(workflowIds.entity(name)).executeUpdate(revokeKeyUpdate, { args: [{ id }] });
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
+    }
+    await this.onChange(name);
+    if (!revoked) throw new PlatError('NOT_FOUND', `function ${name} has no key ${id}; see plat keys list ${name}`);
+    return { id };
+  }
+}
+
+/** `/functions/:name/keys`: admin only, like the rest of the management API. */
+export function keysRoutes(keys: KeysService, checkToken: (ctx: { request: Request }) => void) {
+  return new Elysia({ name: 'keys', prefix: '/functions/:name/keys' })
+    .onBeforeHandle(checkToken)
+    .post('/', async ({ params, set }) => {
+      set.status = 201;
+      return { key: await keys.create(params.name) };
+    })
+    .get('/', async ({ params }) => ({ keys: await keys.list(params.name) }))
+    .delete('/:id', async ({ params }) => ({ revoked: await keys.revoke(params.name, params.id) }));
+}
