@@ -4,6 +4,7 @@ import { platformRecord } from '../lib/logs';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
+import { isolateHostFromBridge } from './host-isolation';
 import { errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } from './docker-helpers';
 import { tail } from './dependencies';
 
@@ -132,16 +133,18 @@ export function createContainerActivities({ docker, registry, settings, logs }: 
   let networkReady = false;
   async function ensureFunctionNetwork(): Promise<void> {
     if (networkReady) return;
-    const exists = await docker
-      .getNetwork(FUNCTION_NETWORK)
-      .inspect()
-      .then(
-        () => true,
-        (error: unknown) => {
-          if (statusOf(error) !== 404) throw error;
-          return false;
-        },
-      );
+    const inspect = () =>
+      docker
+        .getNetwork(FUNCTION_NETWORK)
+        .inspect()
+        .then(
+          (info: { Id: string; Options?: Record<string, string> }) => info,
+          (error: unknown) => {
+            if (statusOf(error) !== 404) throw error;
+            return undefined;
+          },
+        );
+    const exists = (await inspect()) !== undefined;
     if (!exists) {
       await docker
         .createNetwork({
@@ -154,6 +157,13 @@ export function createContainerActivities({ docker, registry, settings, logs }: 
         .catch((error: unknown) => {
           if (statusOf(error) !== 409) throw error; // created meanwhile by another start
         });
+    }
+    // The bridge's interface on the host: named after the network's id unless its options name it.
+    const network = await inspect();
+    if (network) {
+      const bridge = network.Options?.['com.docker.network.bridge.name'] ?? `br-${network.Id.slice(0, 12)}`;
+      const warning = await isolateHostFromBridge(bridge);
+      if (warning) console.warn(warning);
     }
     networkReady = true;
   }

@@ -19,7 +19,7 @@ describe('validateFunctionConfig', () => {
       cpu: 0.5,
       timeout: 60,
       scale: { min: 1, pauseAfter: 0, stopAfter: 3600 },
-      access: 'public',
+      access: 'public' as const,
     };
     expect(validateFunctionConfig(raw)).toEqual({ ok: true, config: raw });
   });
