@@ -258,6 +258,39 @@ describe('serving functions', () => {
     expect(cli.code).toBe(1);
   });
 
+  it('keeps a function from reaching a server the host binds on 0.0.0.0', async () => {
+    const probe = s.name('host-probe');
+    await deployFolder(
+      s,
+      await functionFolder(probe, {
+        'index.ts': `export default { async fetch(req: Request) {
+  const target = new URL(req.url).searchParams.get('target');
+  try {
+    const answer = await fetch('http://' + target + '/', { signal: AbortSignal.timeout(2000) });
+    return new Response('reachable: ' + (await answer.text()));
+  } catch (error) {
+    return new Response('unreachable: ' + (error as Error).message);
+  }
+} };\n`,
+      }),
+    );
+    const server = Bun.serve({ hostname: '0.0.0.0', port: 0, fetch: () => new Response('the host answers') });
+    try {
+      // The server does answer on every address of the host, the bridge's included...
+      const network = await s.docker.getNetwork('plat-functions').inspect();
+      const hostAddress = network.IPAM?.Config?.[0]?.Gateway as string;
+      expect(await (await fetch(`http://${hostAddress}:${server.port}/`)).text()).toBe('the host answers');
+      // ...and the function reaches its own address (so what follows is the rules' doing), not the host's.
+      const [container] = await containersOf(s, probe);
+      const own = (await s.docker.getContainer(container?.Id as string).inspect()).NetworkSettings.Networks['plat-functions']?.IPAddress;
+      expect(await (await invoke(s, probe, `/?target=${own}:8080`)).text()).toStartWith('reachable');
+      const answer = await (await invoke(s, probe, `/?target=${hostAddress}:${server.port}`)).text();
+      expect(answer).toStartWith('unreachable');
+    } finally {
+      server.stop(true);
+    }
+  });
+
   it('keeps a function from reaching another function’s container', async () => {
     const probe = s.name('probe');
     const target = s.name('target');
