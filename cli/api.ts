@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /** The gateway's HTTP API as the CLI uses it. Every failure becomes a CliError with one short line. */
 
 export class CliError extends Error {
@@ -12,10 +14,22 @@ export class CliError extends Error {
 export interface ApiOptions {
   apiUrl: string;
   token: string;
+  /** A PEM file of the certificate authority that signed an https:// gateway's certificate (--ca-file). */
+  caFile?: string;
 }
 
 export class Api {
-  constructor(private readonly options: ApiOptions) {}
+  private readonly tls?: { ca: string };
+
+  constructor(private readonly options: ApiOptions) {
+    if (options.caFile) {
+      try {
+        this.tls = { ca: readFileSync(options.caFile, 'utf8') };
+      } catch (error) {
+        throw new CliError(`cannot read the CA file ${options.caFile}: ${(error as Error).message}`);
+      }
+    }
+  }
 
   url(path: string): string {
     return `${this.options.apiUrl.replace(/\/+$/, '')}${path}`;
@@ -27,12 +41,17 @@ export class Api {
     headers.set('authorization', `Bearer ${this.options.token}`);
     let response: Response;
     try {
-      response = await fetch(this.url(path), { ...init, headers });
+      response = await fetch(this.url(path), { ...init, headers, ...(this.tls ? { tls: this.tls } : {}) });
     } catch (error) {
-      throw new CliError(
-        `cannot reach the gateway at ${this.options.apiUrl} (${(error as Error).message}); is it running? (npm start)`,
-        'UNREACHABLE',
-      );
+      const message = (error as Error).message;
+      const code = (error as { code?: string }).code ?? '';
+      if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|certificate/i.test(`${code} ${message}`)) {
+        throw new CliError(
+          `the gateway at ${this.options.apiUrl} has a certificate this machine does not trust (${code || message}); pass --ca-file with the CA that signed it`,
+          'TLS',
+        );
+      }
+      throw new CliError(`cannot reach the gateway at ${this.options.apiUrl} (${message}); is it running? (npm start)`, 'UNREACHABLE');
     }
     return response;
   }

@@ -15,6 +15,7 @@ import { style } from './output';
 interface GlobalOptions {
   apiUrl?: string;
   token?: string;
+  caFile?: string;
   json?: boolean;
 }
 
@@ -22,6 +23,7 @@ function api(options: GlobalOptions): Api {
   return new Api({
     apiUrl: options.apiUrl ?? process.env.API_URL ?? DEFAULT_API_URL,
     token: options.token ?? process.env.AUTH_TOKEN ?? DEV_TOKEN,
+    caFile: options.caFile ?? process.env.PLAT_CA_FILE,
   });
 }
 
@@ -31,6 +33,7 @@ const cli = cac('plat');
 cli
   .option('--api-url <url>', `Gateway URL (env API_URL, default ${DEFAULT_API_URL})`)
   .option('--token <token>', 'Bearer token (env AUTH_TOKEN, default the local dev token)')
+  .option('--ca-file <path>', 'PEM file of the CA that signed an https:// gateway (env PLAT_CA_FILE)')
   .option('--json', 'Print JSON (errors too)');
 
 cli

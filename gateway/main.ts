@@ -4,7 +4,13 @@ import { createApp } from './app';
 import { followEvents } from './invoke/worker-link';
 import { connectTemporal } from './temporal';
 
-const settings = loadSettings();
+let settings: ReturnType<typeof loadSettings>;
+try {
+  settings = loadSettings();
+} catch (error) {
+  console.error(`the gateway's settings are wrong: ${(error as Error).message}`);
+  process.exit(1);
+}
 if (!settings.authToken) {
   console.error('AUTH_TOKEN is not set: the gateway refuses to run without a token (npm start sets a development one)');
   process.exit(1);
@@ -21,8 +27,10 @@ invoke.startRevalidation();
 const events = new AbortController();
 void followEvents(settings.eventsSocket, onEvent, events.signal);
 
-app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: LIMITS.requestBodyBytes });
-console.log(`gateway listening on http://${app.server?.hostname}:${app.server?.port} (task queue "${settings.taskQueue}")`);
+const tls = settings.tls ? { cert: Bun.file(settings.tls.certFile), key: Bun.file(settings.tls.keyFile) } : undefined;
+app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: LIMITS.requestBodyBytes, tls });
+const scheme = tls ? 'https' : 'http';
+console.log(`gateway listening on ${scheme}://${app.server?.hostname}:${app.server?.port} (task queue "${settings.taskQueue}")`);
 
 const shutdown = async () => {
   events.abort();

@@ -87,6 +87,8 @@ export interface Settings {
   metrics: boolean;
   /** Where the worker serves the Temporal SDK's Prometheus metrics (PLAT_WORKER_METRICS, host:port; "off" for none). */
   workerMetrics?: string;
+  /** The gateway serves HTTPS itself with these (TLS_CERT_FILE and TLS_KEY_FILE, PEM; both or neither). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /** `90`, `90s`, `10m`, `24h`, `7d` as milliseconds (a bare number is seconds); undefined when it is none of these. */
@@ -136,7 +138,14 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     },
     metrics: env.PLAT_METRICS !== 'off',
     workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',
+    tls: tlsFiles(env.TLS_CERT_FILE, env.TLS_KEY_FILE),
   };
+}
+
+function tlsFiles(certFile: string | undefined, keyFile: string | undefined): Settings['tls'] {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new Error('set both TLS_CERT_FILE and TLS_KEY_FILE (PEM files) to serve HTTPS, or neither');
+  return { certFile, keyFile };
 }
 
 function logRetention(value: string | undefined): number {

@@ -26,6 +26,8 @@ trap cleanup EXIT
 ensure_infra
 ensure_test_server
 ensure_promtool
+# The TLS tests make their own certificates.
+if ! command -v openssl >/dev/null; then need_root_for openssl; apt_install openssl; fi
 
 cd "$ROOT"
 passed=0

@@ -33,6 +33,8 @@ export interface TestStack {
   env: Record<string, string>;
   /** Where this run's worker serves the Temporal SDK's metrics (host:port). */
   workerMetrics: string;
+  /** The environment this run's worker and gateway run with: another gateway of this run starts with it. */
+  processEnv: Record<string, string>;
   /** A function name unique to this run: t<run>-<suffix>. */
   name(suffix: string): string;
 }
@@ -116,6 +118,7 @@ async function start(): Promise<TestStack> {
     dataDir,
     env: { API_URL: apiUrl, AUTH_TOKEN: token },
     workerMetrics: env.PLAT_WORKER_METRICS as string,
+    processEnv: env,
     name: (suffix) => `t${runId}-${suffix}`,
   };
 }
@@ -239,4 +242,37 @@ async function deleteWorkflows(s: TestStack): Promise<void> {
     },
     500,
   );
+}
+
+/**
+ * Another gateway of this run (same task queue, token and PLAT_HOME), with settings of its own, on a
+ * free port; stopped by the returned function. `scheme` is how to reach it.
+ */
+export async function extraGateway(
+  s: TestStack,
+  env: Record<string, string>,
+  scheme: 'http' | 'https' = 'http',
+): Promise<{ url: string; port: number; log: () => Promise<string>; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const logFile = join(s.dataDir, `gateway-extra-${port}.log`);
+  const child = Bun.spawn([BUN, join(ROOT, 'gateway/main.ts')], {
+    env: { ...s.processEnv, PORT: String(port), ...env },
+    cwd: ROOT,
+    stdout: openSync(logFile, 'a'),
+    stderr: openSync(logFile, 'a'),
+  });
+  const log = () => Bun.file(logFile).text();
+  await waitFor(`a gateway on :${port}`, 30_000, async () => {
+    if (child.exitCode !== null) throw new Error(`the extra gateway exited: ${await log()}`);
+    return (await log()).includes('gateway listening');
+  });
+  return {
+    url: `${scheme}://127.0.0.1:${port}`,
+    port,
+    log,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await child.exited;
+    },
+  };
 }

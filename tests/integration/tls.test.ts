@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deployText, plat } from '../support/functions';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+
+setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
+
+/** openssl, quietly; fails the test with its output. */
+async function openssl(cwd: string, ...args: string[]): Promise<void> {
+  const child = Bun.spawn(['openssl', ...args], { cwd, stdout: 'pipe', stderr: 'pipe' });
+  const [err, code] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+  if (code !== 0) throw new Error(`openssl ${args[0]} failed: ${err}`);
+}
+
+let s: TestStack;
+let dir: string;
+let gateway: Awaited<ReturnType<typeof extraGateway>>;
+let name: string;
+beforeAll(async () => {
+  s = await stack();
+  name = s.name('tls');
+  await deployText(s, name, 'over tls');
+  // A CA of the test's own, and a certificate it signs for 127.0.0.1 and localhost.
+  dir = await mkdtemp(join(tmpdir(), 'plat-tls-'));
+  await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await openssl(
+    dir,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=plat test CA',
+  );
+  await openssl(
+    dir,
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  );
+  await openssl(
+    dir,
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '1',
+    '-extfile',
+    'san.ext',
+  );
+  gateway = await extraGateway(s, { TLS_CERT_FILE: join(dir, 'server.pem'), TLS_KEY_FILE: join(dir, 'server.key') }, 'https');
+}, INTEGRATION_TIMEOUT_MS);
+
+afterAll(async () => {
+  await gateway?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('the gateway over HTTPS', () => {
+  it('serves the API and the functions to a client that trusts its CA', async () => {
+    const listed = await plat(s, '.', '--api-url', gateway.url, '--ca-file', join(dir, 'ca.pem'), 'list', '--json');
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout).map((f: { name: string }) => f.name)).toContain(name);
+    const invoked = await plat(s, '.', '--api-url', gateway.url, '--ca-file', join(dir, 'ca.pem'), 'invoke', name);
+    expect(invoked.stdout).toBe('over tls');
+    const response = await fetch(`${gateway.url}/function/${name}`, {
+      headers: { authorization: `Bearer ${s.token}` },
+      tls: { ca: await Bun.file(join(dir, 'ca.pem')).text() },
+    });
+    expect(await response.text()).toBe('over tls');
+  });
+
+  it('tells a client that does not trust it what to do, and does not speak plain HTTP', async () => {
+    const refused = await plat(s, '.', '--api-url', gateway.url, 'list');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('--ca-file');
+    const plain = await fetch(`http://127.0.0.1:${gateway.port}/healthz`).then(
+      (r) => r.status,
+      () => 'refused',
+    );
+    expect(plain).not.toBe(200);
+  });
+});
