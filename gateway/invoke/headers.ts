@@ -47,6 +47,10 @@ export function toDownstreamHeaders(headers: Headers): Headers {
 /** Deletes every `x-plat-*` header (collected first: deleting while iterating skips entries). */
 function dropPlatformHeaders(headers: Headers): void {
   let platform: string[] | undefined;
-  for (const name of headers.keys()) if (name.startsWith(PLATFORM_HEADER_PREFIX)) (platform ??= []).push(name);
+  for (const name of headers.keys()) {
+    if (!name.startsWith(PLATFORM_HEADER_PREFIX)) continue;
+    platform ??= [];
+    platform.push(name);
+  }
   if (platform) for (const name of platform) headers.delete(name);
 }

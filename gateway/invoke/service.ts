@@ -357,7 +357,7 @@ export class InvokeService {
   private async exchange(target: string, request: Request, clientIp: string | undefined, trace: Trace): Promise<Response> {
     // Before the headers are turned into the function's (the token is dropped then).
     const authorizing = this.authorize?.(target, request);
-    if (authorizing) await authorizing;
+    if (authorizing !== undefined) await authorizing;
     const pathAndQuery = functionPath(request.url);
     trace.path = pathAndQuery;
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
