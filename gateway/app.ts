@@ -5,6 +5,7 @@ import { LogWriter } from '../lib/logs';
 import type { RegistryApi } from '../lib/registry-api';
 import { ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
 import { AccessPolicy } from './access/policy';
+import { createJwtVerifier } from './access/jwt';
 import { KeysService, keysRoutes } from './access/keys';
 import { bearerToken, createAdminCheck, createTokenCheck } from './auth';
 import { errorHandling } from './errors';
@@ -32,13 +33,20 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     void policy.invalidate(name);
   };
   if (metrics) functions.onDeployEnd = (result, seconds) => metrics.deploy(result, seconds);
-  const checkToken = createTokenCheck(settings.authToken);
+  const verifyJwt = settings.jwt ? createJwtVerifier(settings.jwt) : undefined;
+  const checkToken = createTokenCheck(settings.authToken, verifyJwt && (async (token) => (await verifyJwt(token))?.admin === true));
   const isAdmin = createAdminCheck(settings.authToken);
   const policy = new AccessPolicy((name) => functions.get(name));
+  /** A JWT that grants the function (or admin) may invoke it; anything else is up to the function's access and keys. */
+  const authorizeInvoke = async (name: string, token: string | undefined) => {
+    const grant = token !== undefined && verifyJwt ? await verifyJwt(token) : undefined;
+    if (grant && (grant.admin || grant.functions.has(name))) return;
+    await policy.check(name, token);
+  };
   invoke.authorize = (target, request) => {
     const token = bearerToken(request);
     if (token !== undefined && isAdmin(token)) return undefined;
-    return policy.check(parseTarget(target).name, token);
+    return authorizeInvoke(parseTarget(target).name, token);
   };
   const keys = new KeysService(temporal, functions);
   keys.onChange = (name) => policy.invalidate(name);

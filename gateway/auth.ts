@@ -5,14 +5,24 @@ import { PlatError } from '../lib/errors';
  * Checks `Authorization: Bearer <token>` in constant time (both sides hashed first, so neither the
  * token's length nor its prefix leaks through timing). Never logs the token.
  */
-export function createTokenCheck(expected: string) {
+/** The management API's check, as a hook: resolves (or returns) when the request may go on. */
+export type TokenCheck = (ctx: { request: Request }) => void | Promise<void>;
+
+/**
+ * The admin token, or a JWT whose grant is `admin` when JWTs are configured (`adminJwt`).
+ */
+export function createTokenCheck(expected: string, adminJwt?: (token: string) => Promise<boolean>): TokenCheck {
   const isAdmin = createAdminCheck(expected);
-  return ({ request }: { request: Request }): void => {
+  return ({ request }) => {
     const token = bearerToken(request);
     if (token === undefined) {
       throw new PlatError('UNAUTHORIZED', 'missing bearer token: send "Authorization: Bearer $AUTH_TOKEN"');
     }
-    if (!isAdmin(token)) throw new PlatError('UNAUTHORIZED', 'invalid bearer token');
+    if (isAdmin(token)) return;
+    if (!adminJwt) throw new PlatError('UNAUTHORIZED', 'invalid bearer token');
+    return adminJwt(token).then((admin) => {
+      if (!admin) throw new PlatError('UNAUTHORIZED', 'invalid bearer token');
+    });
   };
 }
 

@@ -1,3 +1,4 @@
+import type { TokenCheck } from './auth';
 import { existsSync } from 'node:fs';
 import { Elysia } from 'elysia';
 import { PlatError } from '../lib/errors';
@@ -74,7 +75,7 @@ function ndjson(records: AsyncGenerator<LogRecord>, abort: AbortController, foll
 }
 
 /** `GET /functions/:name/logs`: the function's log as JSON lines (lib/logs.ts), streamed; `follow` keeps it open. */
-export function logsRoutes(functions: FunctionsService, settings: Settings, checkToken: (ctx: { request: Request }) => void) {
+export function logsRoutes(functions: FunctionsService, settings: Settings, checkToken: TokenCheck) {
   return new Elysia({ name: 'logs' }).get(
     '/functions/:name/logs',
     async ({ params, query, request }) => {

@@ -1,3 +1,4 @@
+import type { TokenCheck } from './auth';
 import { Elysia } from 'elysia';
 import { PlatError } from '../lib/errors';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
@@ -147,7 +148,7 @@ export class GatewayMetrics {
 }
 
 /** `GET /metrics`: the Prometheus text format, behind the bearer token (Prometheus sends it with `authorization.credentials_file`). */
-export function metricsRoutes(metrics: GatewayMetrics | undefined, checkToken: (ctx: { request: Request }) => void) {
+export function metricsRoutes(metrics: GatewayMetrics | undefined, checkToken: TokenCheck) {
   return new Elysia({ name: 'metrics' }).get(
     '/metrics',
     async () => {

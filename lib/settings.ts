@@ -89,6 +89,11 @@ export interface Settings {
   workerMetrics?: string;
   /** The gateway serves HTTPS itself with these (TLS_CERT_FILE and TLS_KEY_FILE, PEM; both or neither). */
   tls?: { certFile: string; keyFile: string };
+  /**
+   * Bearer JWTs the gateway accepts besides the admin token and invoke keys: signed by a key of
+   * JWT_JWKS_URL or the PEM public key in JWT_PUBLIC_KEY_FILE, from JWT_ISSUER, for JWT_AUDIENCE.
+   */
+  jwt?: { jwksUrl?: string; publicKeyFile?: string; issuer: string; audience: string };
 }
 
 /** `90`, `90s`, `10m`, `24h`, `7d` as milliseconds (a bare number is seconds); undefined when it is none of these. */
@@ -139,7 +144,20 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     metrics: env.PLAT_METRICS !== 'off',
     workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',
     tls: tlsFiles(env.TLS_CERT_FILE, env.TLS_KEY_FILE),
+    jwt: jwtSettings(env),
   };
+}
+
+function jwtSettings(env: Record<string, string | undefined>): Settings['jwt'] {
+  const { JWT_JWKS_URL: jwksUrl, JWT_PUBLIC_KEY_FILE: publicKeyFile, JWT_ISSUER: issuer, JWT_AUDIENCE: audience } = env;
+  if (!jwksUrl && !publicKeyFile) {
+    if (issuer || audience) throw new Error('JWT_ISSUER and JWT_AUDIENCE need JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE');
+    return undefined;
+  }
+  if (jwksUrl && publicKeyFile) throw new Error('set JWT_JWKS_URL or JWT_PUBLIC_KEY_FILE, not both');
+  if (!issuer || !audience)
+    throw new Error('JWTs need JWT_ISSUER and JWT_AUDIENCE too: a token is accepted only from that issuer, for that audience');
+  return { jwksUrl: jwksUrl || undefined, publicKeyFile: publicKeyFile || undefined, issuer, audience };
 }
 
 function tlsFiles(certFile: string | undefined, keyFile: string | undefined): Settings['tls'] {

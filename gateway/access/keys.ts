@@ -1,3 +1,4 @@
+import type { TokenCheck } from '../auth';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { Elysia } from 'elysia';
@@ -67,7 +68,7 @@ export class KeysService {
 }
 
 /** `/functions/:name/keys`: admin only, like the rest of the management API. */
-export function keysRoutes(keys: KeysService, checkToken: (ctx: { request: Request }) => void) {
+export function keysRoutes(keys: KeysService, checkToken: TokenCheck) {
   return new Elysia({ name: 'keys', prefix: '/functions/:name/keys' })
     .onBeforeHandle(checkToken)
     .post('/', async ({ params, set }) => {

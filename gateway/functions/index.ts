@@ -1,3 +1,4 @@
+import type { TokenCheck } from '../auth';
 import { Elysia } from 'elysia';
 import { PlatError } from '../../lib/errors';
 import type { DeployEvent, FunctionState } from '../../lib/types';
@@ -56,7 +57,7 @@ async function readRollback(request: Request): Promise<{ version?: string }> {
 }
 
 /** Control routes: deploy, list, describe, versions, rollback, deployment status, remove. */
-export function functionsRoutes(service: FunctionsService, checkToken: (ctx: { request: Request }) => void) {
+export function functionsRoutes(service: FunctionsService, checkToken: TokenCheck) {
   return new Elysia({ name: 'functions', prefix: '/functions' })
     .onBeforeHandle(checkToken)
     .post(
