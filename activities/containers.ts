@@ -1,6 +1,9 @@
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type Docker from 'dockerode';
+import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { platformRecord } from '../lib/logs';
+import { SECRETS_MOUNT, secretsDirOf } from '../lib/secrets';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
@@ -9,6 +12,8 @@ import { errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } 
 import { tail } from './dependencies';
 
 export const CONTAINER_PORT = 8080;
+/** The user every function runs as (not root; no capabilities). */
+export const FUNCTION_UID = 10001;
 /**
  * The network every function container joins: a bridge with inter-container traffic disabled, so
  * one function cannot reach another's container. The gateway reaches a container at its address
@@ -35,7 +40,14 @@ function labelFilter(labels: Record<string, string>): string[] {
 }
 
 /** Hardened settings every function container runs with (see DESIGN.md, "Runtimes"). */
-export function containerSpec(name: string, version: FunctionVersion, instanceId: string, queue: string): Docker.ContainerCreateOptions {
+export function containerSpec(
+  name: string,
+  version: FunctionVersion,
+  instanceId: string,
+  queue: string,
+  /** A host folder on a tmpfs holding the function's secrets, mounted read-only at SECRETS_MOUNT. */
+  secretsDir?: string,
+): Docker.ContainerCreateOptions {
   const { config } = version;
   return {
     name: containerName(name, version.version, instanceId),
@@ -56,7 +68,7 @@ export function containerSpec(name: string, version: FunctionVersion, instanceId
       [LABELS.queue]: queue,
     },
     ExposedPorts: { [PORT_KEY]: {} },
-    User: '10001:10001',
+    User: `${FUNCTION_UID}:${FUNCTION_UID}`,
     StopTimeout: 10,
     HostConfig: {
       CapDrop: ['ALL'],
@@ -70,11 +82,12 @@ export function containerSpec(name: string, version: FunctionVersion, instanceId
       RestartPolicy: { Name: 'no' },
       NetworkMode: FUNCTION_NETWORK,
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
+      ...(secretsDir ? { Binds: [`${secretsDir}:${SECRETS_MOUNT}:ro`] } : {}),
     },
   };
 }
 
-export function createContainerActivities({ docker, registry, settings, logs }: ActivityDeps) {
+export function createContainerActivities({ docker, registry, settings, logs, secrets }: ActivityDeps) {
   /** Resumes a paused container; one that is not paused (any more) is fine as it is. */
   async function unpause(containerId: string): Promise<void> {
     await docker
@@ -128,6 +141,37 @@ export function createContainerActivities({ docker, registry, settings, logs }: 
       name,
       platformRecord(`instance started: answered ${ms} ms after its container was created (cold start)`, { containerId, version }),
     );
+  }
+
+  /**
+   * Writes the function's secrets for one instance into a folder of their own on a tmpfs of the
+   * host (never on disk, never in the image): one file each, readable by the function's user only,
+   * mounted read-only. The values are read from the store here, in the activity, so they never
+   * travel through Temporal. The folder goes when the container does (worker/engine-watch.ts).
+   */
+  async function materializeSecrets(instanceId: string, names: string[] | undefined): Promise<string | undefined> {
+    if (!names?.length) return undefined;
+    if (!secrets) throw new Error('this worker has no secret store');
+    const dir = secretsDirOf(settings, instanceId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const secret of names) {
+      const value = await secrets.read(secret);
+      if (!value) {
+        await rm(dir, { recursive: true, force: true });
+        throw ApplicationFailure.create({
+          type: 'SecretMissing',
+          message: `the function mounts secret "${secret}", which no longer exists: plat secret create ${secret}`,
+          nonRetryable: true,
+        });
+      }
+      const file = join(dir, secret);
+      await rm(file, { force: true });
+      await writeFile(file, value, { mode: 0o400 });
+      await chown(file, FUNCTION_UID, FUNCTION_UID);
+    }
+    await chown(dir, FUNCTION_UID, FUNCTION_UID);
+    await chmod(dir, 0o500);
+    return dir;
   }
 
   let networkReady = false;
@@ -269,7 +313,8 @@ export function createContainerActivities({ docker, registry, settings, logs }: 
      */
     async createContainer({ name, version, instanceId }: { name: string; version: FunctionVersion; instanceId: string }): Promise<string> {
       await ensureFunctionNetwork();
-      const spec = containerSpec(name, version, instanceId, settings.taskQueue);
+      const secretsDir = await materializeSecrets(instanceId, version.config.secrets);
+      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir);
       try {
         return (await docker.createContainer(spec)).id;
       } catch (error) {

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type Docker from 'dockerode';
 import type { EventPublisher } from '../lib/events';
 import type { LogWriter } from '../lib/logs';
+import type { SecretStore } from '../lib/secrets';
 import type { RegistryApi } from '../lib/registry-api';
 import type { Settings } from '../lib/settings';
 
@@ -16,6 +17,8 @@ export interface ActivityDeps {
   events: EventPublisher;
   /** Functions' logs, where activities write the platform's events (a deploy, a start, a stop). */
   logs?: LogWriter;
+  /** Where secrets' values are read when a container that mounts them is created. */
+  secrets?: SecretStore;
 }
 
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -7,6 +7,7 @@ import { deploy } from './commands/deploy';
 import { init } from './commands/init';
 import { invoke } from './commands/invoke';
 import { keysCommand } from './commands/keys';
+import { secretCommand } from './commands/secrets';
 import { logs } from './commands/logs';
 import { describe, list, remove } from './commands/manage';
 import { rollback, versions } from './commands/versions';
@@ -86,6 +87,15 @@ cli
   .example('plat keys create hello   # prints the key once')
   .action(async (action: string, name: string, id: string | undefined, options: GlobalOptions) =>
     print(await keysCommand(api(options), action, name, id, Boolean(options.json))),
+  );
+
+cli
+  .command('secret <action> [name]', 'Secrets: secret create NAME | secret list | secret update NAME | secret remove NAME')
+  .option('--from-file <path>', 'The value is this file (else --value, else standard input)')
+  .option('--value <value>', 'The value (it stays in your shell history: prefer --from-file or stdin)')
+  .example('plat secret create db-password --from-file ./password.txt')
+  .action(async (action: string, name: string | undefined, options: GlobalOptions & { fromFile?: string; value?: string }) =>
+    print(await secretCommand(api(options), action, name, options, Boolean(options.json))),
   );
 
 cli

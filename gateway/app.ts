@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import { Elysia } from 'elysia';
 import type { PlatformEvent } from '../lib/events';
 import { LogWriter } from '../lib/logs';
+import { SecretStore } from '../lib/secrets';
 import type { RegistryApi } from '../lib/registry-api';
 import { ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
 import { AccessPolicy } from './access/policy';
@@ -14,6 +15,7 @@ import { FunctionsService } from './functions/service';
 import { invokeRoutes } from './invoke';
 import { InvokeService, parseTarget } from './invoke/service';
 import { logsRoutes } from './logs';
+import { secretsRoutes } from './secrets';
 import { GatewayMetrics, metricsRoutes } from './metrics';
 
 export interface GatewayDeps {
@@ -23,7 +25,8 @@ export interface GatewayDeps {
 }
 
 export function createApp({ temporal, registry, settings }: GatewayDeps) {
-  const functions = new FunctionsService(temporal, registry, settings);
+  const secrets = new SecretStore(settings.dataDir);
+  const functions = new FunctionsService(temporal, registry, settings, (name) => secrets.exists(name));
   const metrics = settings.metrics ? new GatewayMetrics(() => instancesByState(functions)) : undefined;
   // Only the worker rotates the logs; the gateway appends the events only it sees (a request that timed out).
   const logs = new LogWriter(settings.dataDir, settings.logs, 50, false);
@@ -59,6 +62,7 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     .use(metricsRoutes(metrics, checkToken))
     .use(logsRoutes(functions, settings, checkToken))
     .use(keysRoutes(keys, checkToken))
+    .use(secretsRoutes(secrets, checkToken))
     .use(functionsRoutes(functions, checkToken))
     .use(invokeRoutes(invoke));
   /** What the worker on this host pushes (lib/events.ts), to the services that act on it. */

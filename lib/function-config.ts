@@ -1,4 +1,4 @@
-import { functionNameProblem } from './names';
+import { functionNameProblem, secretNameProblem } from './names';
 import { RUNTIME_NAMES, RUNTIMES } from './runtimes';
 import { LIMITS } from './settings';
 
@@ -22,6 +22,8 @@ export interface FunctionConfig {
    * keys; `public` asks for nothing. Versions deployed before this field existed have none: `key`.
    */
   access?: Access;
+  /** Secrets (by name) mounted read-only at /var/plat/secrets/<name>; their values never pass through here. */
+  secrets?: string[];
 }
 
 export type Access = 'key' | 'public';
@@ -53,7 +55,9 @@ export const CONFIG_LIMITS = {
   timeout: { min: 1, max: 900 },
 } as const;
 
-const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access'];
+const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access', 'secrets'];
+/** Secrets a function may mount. */
+const MAX_SECRETS = 20;
 const ENTRY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_ENV = new Set(['PORT', 'PLAT_ENTRY', 'HOME']);
@@ -116,6 +120,16 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   const timeout = numberField(input, 'timeout', problems);
 
   const scale = scaleField(input.scale, problems);
+  const secrets = input.secrets ?? [];
+  if (!Array.isArray(secrets) || secrets.length > MAX_SECRETS) {
+    problems.push(`secrets must be a list of at most ${MAX_SECRETS} secret names, such as ["db-password"]`);
+  } else {
+    for (const secret of secrets) {
+      const problem = secretNameProblem(secret);
+      if (problem) problems.push(`secrets: ${problem}`);
+    }
+    if (new Set(secrets).size !== secrets.length) problems.push('secrets names a secret twice');
+  }
   const access = input.access ?? 'key';
   if (!ACCESS_MODES.includes(access as Access)) {
     problems.push(
@@ -140,6 +154,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
       timeout,
       scale,
       access: access as Access,
+      ...(Array.isArray(secrets) && secrets.length > 0 ? { secrets: secrets as string[] } : {}),
     },
   };
 }

@@ -85,3 +85,13 @@ export const SEARCH_ATTRIBUTES = {
   version: defineSearchAttributeKey('PlatVersion', SearchAttributeType.KEYWORD),
   runtime: defineSearchAttributeKey('PlatRuntime', SearchAttributeType.KEYWORD),
 } as const;
+
+/** A secret's name: also its file's name under /var/plat/secrets in the container. */
+export const SECRET_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export function secretNameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string' || !SECRET_NAME_PATTERN.test(name)) {
+    return `secret name ${JSON.stringify(name)} is not valid: use 1-63 lowercase letters, digits, dots, dashes and underscores, starting with a letter or digit`;
+  }
+  return undefined;
+}

@@ -6,6 +6,9 @@ import { LABELS, workflowIds } from '../lib/names';
 import type { Settings } from '../lib/settings';
 import { describeQuery, instanceGoneSignal, instanceResumedSignal, WORKFLOW_TYPES } from '../workflows/definitions';
 import type { LogCollector } from './log-collector';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { secretsDirOf, secretsRunDir } from '../lib/secrets';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 2000;
@@ -143,8 +146,12 @@ export class EngineWatch {
         this.report(name, id, `exited with code ${code}`, at);
         return;
       }
-      default:
+      default: {
         this.report(name, id, 'removed', at);
+        // The instance's secrets (on a tmpfs) go with its container.
+        const instanceId = event.Actor?.Attributes?.[LABELS.instance];
+        if (instanceId) void rm(secretsDirOf(this.settings, instanceId), { recursive: true, force: true }).catch(() => undefined);
+      }
     }
   }
 
@@ -186,6 +193,12 @@ export class EngineWatch {
         const since = lastLineTime(this.settings.dataDir, name, c.Id);
         this.collector.follow({ name, containerId: c.Id, version: c.Labels[LABELS.version] }, since);
       }
+    }
+    // Secrets of instances whose containers went while no one watched.
+    const instances = new Set(containers.map((c) => c.Labels[LABELS.instance]));
+    const secretsRoot = join(secretsRunDir(), this.settings.taskQueue);
+    for (const instanceId of await readdir(secretsRoot).catch(() => [] as string[])) {
+      if (!instances.has(instanceId)) await rm(join(secretsRoot, instanceId), { recursive: true, force: true }).catch(() => undefined);
     }
     const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running' AND TaskQueue = '${this.settings.taskQueue}'`;
     for await (const execution of this.temporal.workflow.list({ query })) {

@@ -5,6 +5,7 @@ import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from '../activities';
 import { LogWriter } from '../lib/logs';
+import { SecretStore } from '../lib/secrets';
 import { RegistryApi } from '../lib/registry-api';
 import { loadSettings } from '../lib/settings';
 import { EngineWatch } from './engine-watch';
@@ -58,7 +59,15 @@ async function run(): Promise<void> {
     namespace: settings.temporalNamespace,
     taskQueue: settings.taskQueue,
     workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
-    activities: createActivities({ docker, registry: new RegistryApi(settings.registry), temporal: client, settings, events, logs }),
+    activities: createActivities({
+      docker,
+      registry: new RegistryApi(settings.registry),
+      temporal: client,
+      settings,
+      events,
+      logs,
+      secrets: new SecretStore(settings.dataDir),
+    }),
     // A worker that dies leaves its workflows' next tasks on its own sticky queue; after this long
     // they go to the shared queue, where the next worker takes them.
     stickyQueueScheduleToStartTimeout: '3 seconds',

@@ -43,6 +43,8 @@ export class FunctionsService {
     private readonly temporal: Client,
     private readonly registry: RegistryApi,
     private readonly settings: Settings,
+    /** Whether a secret exists (the store is the gateway's): a deploy naming a missing one is refused. */
+    private readonly secretExists: (name: string) => Promise<boolean> = async () => false,
   ) {}
 
   async get(name: string): Promise<FunctionState> {
@@ -103,6 +105,15 @@ export class FunctionsService {
     const parsed = parseFunctionConfig(configText);
     if (!parsed.ok) throw new PlatError('INVALID_FUNCTION_CONFIG', describeProblems(parsed.problems));
     const { config } = parsed;
+    // Before anything is uploaded or built: a secret the function names must exist.
+    for (const secret of config.secrets ?? []) {
+      if (!(await this.secretExists(secret))) {
+        throw new PlatError(
+          'INVALID_FUNCTION_CONFIG',
+          `function.json names secret "${secret}", which does not exist: plat secret create ${secret}`,
+        );
+      }
+    }
     if (archive.byteLength === 0) throw new PlatError('INVALID_ARCHIVE', 'the archive is empty');
     if (archive.byteLength > LIMITS.archiveBytes) {
       throw new PlatError(
