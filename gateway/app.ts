@@ -4,7 +4,8 @@ import type { PlatformEvent } from '../lib/events';
 import { LogWriter } from '../lib/logs';
 import { SecretStore } from '../lib/secrets';
 import type { RegistryApi } from '../lib/registry-api';
-import { ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
+import { PlatError } from '../lib/errors';
+import { LIMITS, ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
 import { AccessPolicy } from './access/policy';
 import { createJwtVerifier } from './access/jwt';
 import { KeysService, keysRoutes } from './access/keys';
@@ -58,6 +59,7 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
 
   const app = new Elysia()
     .use(errorHandling)
+    .onRequest(({ request }) => checkSizes(request))
     .get('/healthz', () => ({ status: 'ok' }))
     .use(metricsRoutes(metrics, checkToken))
     .use(logsRoutes(functions, settings, checkToken))
@@ -87,4 +89,20 @@ async function instancesByState(functions: FunctionsService): Promise<Array<{ fu
     for (const [instanceState, count] of counts) rows.push({ function: summary.name, state: instanceState, count });
   }
   return rows;
+}
+
+/**
+ * Sizes refused before any route, in the JSON error shape (Bun's own limits, set wider, would answer
+ * with an empty body): the body by its Content-Length, the headers by what they add up to.
+ */
+function checkSizes(request: Request): void {
+  const length = request.headers.get('content-length');
+  if (length !== null && Number(length) > LIMITS.requestBodyBytes) {
+    throw new PlatError('PAYLOAD_TOO_LARGE', `the body is larger than ${LIMITS.requestBodyBytes / 1024 / 1024} MiB`);
+  }
+  let bytes = 0;
+  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
+  if (bytes > LIMITS.headerBytes) {
+    throw new PlatError('HEADERS_TOO_LARGE', `the request's headers take more than ${LIMITS.headerBytes / 1024} KiB`);
+  }
 }

@@ -28,7 +28,8 @@ const events = new AbortController();
 void followEvents(settings.eventsSocket, onEvent, events.signal);
 
 const tls = settings.tls ? { cert: Bun.file(settings.tls.certFile), key: Bun.file(settings.tls.keyFile) } : undefined;
-app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: LIMITS.requestBodyBytes, tls });
+// Bun's own cap is twice the gateway's: up to it, a body too large by its Content-Length gets the JSON error shape (app.ts).
+app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: 2 * LIMITS.requestBodyBytes, tls });
 const scheme = tls ? 'https' : 'http';
 console.log(`gateway listening on ${scheme}://${app.server?.hostname}:${app.server?.port} (task queue "${settings.taskQueue}")`);
 

@@ -32,7 +32,16 @@ export const LIMITS = {
    * state for each of the versions it keeps.
    */
   envBytes: 32 * 1024,
+  /**
+   * A request's headers, names and values together: past this the gateway answers 431 in the JSON
+   * error shape. Bun's own parser is started with room to spare (GATEWAY_BUN_FLAGS), so it is the
+   * gateway that refuses, not the parser with an empty answer.
+   */
+  headerBytes: 64 * 1024,
 } as const;
+
+/** How every gateway process is started by `bun`: a header parser roomier than LIMITS.headerBytes (see there). */
+export const GATEWAY_BUN_FLAGS = ['--max-http-header-size=4194304'];
 
 /** How often a gateway re-reads the entities of the functions it routes to (the fallback to pushed events). */
 export const ROUTE_REVALIDATE_MS = 3000;

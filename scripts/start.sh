@@ -25,7 +25,7 @@ step "gateway"
 if http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz"; then
   ok "gateway answers on port $GATEWAY_PORT"
 else
-  start_bg gateway bash "$ROOT/scripts/supervise.sh" gateway "$BUN" "$ROOT/gateway/main.ts"
+  start_bg gateway bash "$ROOT/scripts/supervise.sh" gateway "$BUN" --max-http-header-size=4194304 "$ROOT/gateway/main.ts"
   wait_started gateway 30 http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ||
     die "gateway" "$LOG_DIR/gateway.log" "did not answer on port $GATEWAY_PORT within 30 s"
   ok "gateway started (log: $LOG_DIR/gateway.log)"

@@ -63,6 +63,39 @@ describe('gateway errors', () => {
     }
   }
 
+  it('answers oversized headers and bodies in the JSON error shape, before any route', async () => {
+    const big = await fetch(`${s.apiUrl}/functions`, { headers: { authorization: `Bearer ${'t'.repeat(1024 * 1024)}` } });
+    expect(big.status).toBe(431);
+    expect(((await big.json()) as { error: { code: string } }).error.code).toBe('HEADERS_TOO_LARGE');
+    const many = await fetch(`${s.apiUrl}/function/some-fn`, { headers: { 'x-filler': 'f'.repeat(70 * 1024) } });
+    expect(many.status).toBe(431);
+    // A body announced larger than the limit is refused on its headers, before a byte of it is read.
+    const { connect } = await import('node:net');
+    const port = Number(new URL(s.apiUrl).port);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(
+          `POST /function/some-fn HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${s.token}\r\nContent-Length: ${100 * 1024 * 1024}\r\n\r\n`,
+        );
+      });
+      let text = '';
+      socket.on('data', (chunk) => {
+        text += chunk.toString();
+        if (text.includes('}}')) {
+          socket.destroy();
+          resolve(text);
+        }
+      });
+      socket.on('error', reject);
+      setTimeout(() => {
+        socket.destroy();
+        resolve(text);
+      }, 5000);
+    });
+    expect(answer).toStartWith('HTTP/1.1 413');
+    expect(answer).toContain('"code":"PAYLOAD_TOO_LARGE"');
+  });
+
   it('serves /healthz without a token', async () => {
     const response = await fetch(`${s.apiUrl}/healthz`);
     expect(response.status).toBe(200);

@@ -8,7 +8,7 @@ import type { Subprocess } from 'bun';
 import Docker from 'dockerode';
 import { LABELS, workflowIds } from '../../lib/names';
 import { secretsRunDir } from '../../lib/secrets';
-import { loadSettings } from '../../lib/settings';
+import { GATEWAY_BUN_FLAGS, loadSettings } from '../../lib/settings';
 import { Api } from '../../cli/api';
 import { freePort, waitFor } from './wait';
 
@@ -126,7 +126,7 @@ async function start(): Promise<TestStack> {
 
 const PART_COMMANDS = {
   worker: ['node', '--import', 'tsx', join(ROOT, 'worker/main.ts')],
-  gateway: [BUN, join(ROOT, 'gateway/main.ts')],
+  gateway: [BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')],
 } as const;
 
 export type Part = keyof typeof PART_COMMANDS;
@@ -258,7 +258,7 @@ export async function extraGateway(
 ): Promise<{ url: string; port: number; log: () => Promise<string>; stop: () => Promise<void> }> {
   const port = await freePort();
   const logFile = join(s.dataDir, `gateway-extra-${port}.log`);
-  const child = Bun.spawn([BUN, join(ROOT, 'gateway/main.ts')], {
+  const child = Bun.spawn([BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
     env: { ...s.processEnv, PORT: String(port), ...env },
     cwd: ROOT,
     stdout: openSync(logFile, 'a'),
