@@ -38,10 +38,19 @@ export function safeEntryPath(raw: string): string {
 }
 
 /** Reads a tar.gz or zip archive (told apart by their magic bytes) into memory, within limits. */
-export async function readArchive(data: Uint8Array, limits = ARCHIVE_LIMITS): Promise<ArchiveFile[]> {
-  if (data[0] === 0x1f && data[1] === 0x8b) return consistent(await readTarGz(data, limits));
-  if (data[0] === 0x50 && data[1] === 0x4b) return consistent(readZip(data, limits));
+export async function readArchive(data: Uint8Array, limits = ARCHIVE_LIMITS, keepData = true): Promise<ArchiveFile[]> {
+  if (data[0] === 0x1f && data[1] === 0x8b) return consistent(await readTarGz(data, limits, keepData));
+  if (data[0] === 0x50 && data[1] === 0x4b) return consistent(readZip(data, limits, keepData));
   throw new ArchiveError('the upload is neither a tar.gz nor a zip archive');
+}
+
+/**
+ * Checks an archive as readArchive does (paths, entry types, declared sizes and counts, a damaged
+ * stream) without keeping its contents: the gateway refuses a bad upload with 400 before it
+ * stores anything, and the worker's full read checks it again.
+ */
+export async function validateArchive(data: Uint8Array, limits = ARCHIVE_LIMITS): Promise<void> {
+  await readArchive(data, limits, false);
 }
 
 /**
@@ -75,7 +84,7 @@ class Budget {
   }
 }
 
-function readTarGz(data: Uint8Array, limits: ArchiveLimits): Promise<ArchiveFile[]> {
+function readTarGz(data: Uint8Array, limits: ArchiveLimits, keepData: boolean): Promise<ArchiveFile[]> {
   const budget = new Budget(limits);
   const files: ArchiveFile[] = [];
   return new Promise((resolve, reject) => {
@@ -98,6 +107,11 @@ function readTarGz(data: Uint8Array, limits: ArchiveLimits): Promise<ArchiveFile
             throw new ArchiveError(`archive entry "${entry.path}" is a ${entry.type}; only files and folders are allowed`);
           }
           budget.take(entry.size);
+          if (!keepData) {
+            files.push({ path, data: new Uint8Array(0), executable: false });
+            entry.resume();
+            return;
+          }
           const chunks: Buffer[] = [];
           entry.on('data', (chunk: Buffer) => chunks.push(chunk));
           entry.on('end', () => {
@@ -118,22 +132,25 @@ function readTarGz(data: Uint8Array, limits: ArchiveLimits): Promise<ArchiveFile
   });
 }
 
-function readZip(data: Uint8Array, limits: ArchiveLimits): ArchiveFile[] {
+function readZip(data: Uint8Array, limits: ArchiveLimits, keepData: boolean): ArchiveFile[] {
   const budget = new Budget(limits);
   let entries: Record<string, Uint8Array>;
+  const listed: string[] = [];
   try {
     entries = unzipSync(data, {
       filter: (file) => {
         const path = safeEntryPath(file.name);
         if (file.name.endsWith('/') || path === '') return false;
         budget.take(file.originalSize);
-        return true;
+        if (!keepData) listed.push(path);
+        return keepData;
       },
     });
   } catch (error) {
     if (error instanceof ArchiveError) throw error;
     throw new ArchiveError(`the zip archive is damaged: ${(error as Error).message}`);
   }
+  if (!keepData) return listed.map((path) => ({ path, data: new Uint8Array(0), executable: false }));
   return Object.entries(entries).map(([name, bytes]) => ({ path: safeEntryPath(name), data: bytes, executable: false }));
 }
 

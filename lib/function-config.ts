@@ -65,7 +65,8 @@ const RESERVED_ENV = new Set(['PORT', 'PLAT_ENTRY', 'HOME']);
 export type ConfigResult = { ok: true; config: FunctionConfig } | { ok: false; problems: string[] };
 
 function numberField(raw: Record<string, unknown>, key: 'memory' | 'cpu' | 'timeout', problems: string[]): number {
-  const value = raw[key] ?? CONFIG_DEFAULTS[key];
+  // null is a value, and a wrong one: only a missing field takes the default.
+  const value = raw[key] === undefined ? CONFIG_DEFAULTS[key] : raw[key];
   const { min, max } = CONFIG_LIMITS[key];
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
     problems.push(`${key} must be a number from ${min} to ${max} (got ${JSON.stringify(raw[key])})`);
@@ -85,13 +86,13 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   const nameProblem = functionNameProblem(input.name);
   if (nameProblem) problems.push(nameProblem);
 
-  const runtime = input.runtime ?? 'bun';
+  const runtime = input.runtime === undefined ? 'bun' : input.runtime;
   if (typeof runtime !== 'string' || !RUNTIME_NAMES.includes(runtime)) {
     problems.push(`runtime ${JSON.stringify(runtime)} is not supported; use one of: ${RUNTIME_NAMES.join(', ')}`);
   }
   const runtimeInfo = typeof runtime === 'string' ? RUNTIMES[runtime] : undefined;
 
-  const entry = input.entry ?? runtimeInfo?.defaultEntry ?? 'index.ts';
+  const entry = input.entry === undefined ? (runtimeInfo?.defaultEntry ?? 'index.ts') : input.entry;
   if (typeof entry !== 'string' || !ENTRY_PATTERN.test(entry) || entry.split('/').includes('..')) {
     problems.push(`entry ${JSON.stringify(entry)} must be a relative path inside the function folder`);
   }
@@ -120,7 +121,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   const timeout = numberField(input, 'timeout', problems);
 
   const scale = scaleField(input.scale, problems);
-  const secrets = input.secrets ?? [];
+  const secrets = input.secrets === undefined ? [] : input.secrets;
   if (!Array.isArray(secrets) || secrets.length > MAX_SECRETS) {
     problems.push(`secrets must be a list of at most ${MAX_SECRETS} secret names, such as ["db-password"]`);
   } else {
@@ -130,7 +131,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
     }
     if (new Set(secrets).size !== secrets.length) problems.push('secrets names a secret twice');
   }
-  const access = input.access ?? 'key';
+  const access = input.access === undefined ? 'key' : input.access;
   if (!ACCESS_MODES.includes(access as Access)) {
     problems.push(
       `access must be "key" (callers need a key or the admin token) or "public" (anyone may call it), not ${JSON.stringify(input.access)}`,
@@ -172,7 +173,7 @@ function scaleField(raw: unknown, problems: string[]): ScaleConfig {
     if (!(key in SCALE_DEFAULTS)) problems.push(`unknown field "scale.${key}" (known: ${Object.keys(SCALE_DEFAULTS).join(', ')})`);
   }
   const whole = (key: keyof ScaleConfig, ok: (n: number) => boolean, rule: string) => {
-    const value = input[key] ?? SCALE_DEFAULTS[key];
+    const value = input[key] === undefined ? SCALE_DEFAULTS[key] : input[key];
     if (typeof value !== 'number' || !Number.isInteger(value) || !ok(value)) {
       problems.push(`scale.${key} must be ${rule} (got ${JSON.stringify(input[key])})`);
     } else scale[key] = value;

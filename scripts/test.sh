@@ -59,7 +59,7 @@ else
   node_modules/.bin/biome check . || code=1
   node_modules/.bin/tsc --noEmit -p . || code=1
   if [ "$code" -eq 0 ]; then ok "biome and tsc are clean"; fi
-  run_bun "unit, workflows, integration" tests/unit tests/workflows tests/integration || code=$?
+  run_bun "unit, workflows, integration, security" tests/unit tests/workflows tests/integration tests/security || code=$?
   run_bun "faults (stop and restart shared parts)" tests/faults || code=$?
 fi
 # A closing line any CI can read, from bun's own counts.

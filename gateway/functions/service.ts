@@ -17,6 +17,7 @@ import type {
   VersionSummary,
 } from '../../lib/types';
 import { activateVersionUpdate, describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
+import { ArchiveError, validateArchive } from '../../activities/archive';
 import { toPlatError } from '../temporal-errors';
 import { instanceUsage } from '../invoke/worker-link';
 import { RegistryGate } from './registry-gate';
@@ -124,6 +125,14 @@ export class FunctionsService {
     const isGzip = archive[0] === 0x1f && archive[1] === 0x8b;
     const isZip = archive[0] === 0x50 && archive[1] === 0x4b;
     if (!isGzip && !isZip) throw new PlatError('INVALID_ARCHIVE', 'the archive must be a tar.gz or a zip');
+    // Paths out of the folder, links, devices, damaged streams and bombs are refused here, before
+    // anything is stored or a workflow starts (the worker checks again as it unpacks).
+    try {
+      await validateArchive(archive);
+    } catch (error) {
+      if (error instanceof ArchiveError) throw new PlatError('INVALID_ARCHIVE', error.message);
+      throw error;
+    }
 
     const repository = repositoryPath(config.name);
     const version = newVersion(new Date(), randomBytes(2).toString('hex'));
