@@ -23,6 +23,16 @@ export const FUNCTION_UID = 10001;
  * address with or without publishing, so nothing is exposed that was not before.
  */
 export const FUNCTION_NETWORK = 'plat-functions';
+/**
+ * The bridge of functions with `"network": "none"`: an internal one, whose containers the host (the
+ * gateway) reaches but which forwards nothing out, so such a function has no outbound access.
+ */
+export const INTERNAL_NETWORK = 'plat-functions-internal';
+const NETWORKS = [FUNCTION_NETWORK, INTERNAL_NETWORK] as const;
+
+function networkOf(config: FunctionVersion['config']): (typeof NETWORKS)[number] {
+  return config.network === 'none' ? INTERNAL_NETWORK : FUNCTION_NETWORK;
+}
 const PORT_KEY = `${CONTAINER_PORT}/tcp`;
 const HEALTH_PATH = '/_/health';
 /** The runtime's own state: `{ pending }`, the work it goes on with after answering (ctx.waitUntil). */
@@ -31,7 +41,7 @@ const HEALTH_POLL_MS = 15;
 
 /** Where the gateway reaches a container: its address on the functions' bridge. */
 function urlOf(networks: Record<string, { IPAddress?: string }> | undefined): string | undefined {
-  const address = networks?.[FUNCTION_NETWORK]?.IPAddress;
+  const address = networks?.[FUNCTION_NETWORK]?.IPAddress || networks?.[INTERNAL_NETWORK]?.IPAddress;
   return address ? `http://${address}:${CONTAINER_PORT}` : undefined;
 }
 
@@ -80,7 +90,7 @@ export function containerSpec(
       NanoCpus: Math.round(config.cpu * 1e9),
       PidsLimit: 256,
       RestartPolicy: { Name: 'no' },
-      NetworkMode: FUNCTION_NETWORK,
+      NetworkMode: networkOf(config),
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
       ...(secretsDir ? { Binds: [`${secretsDir}:${SECRETS_MOUNT}:ro`] } : {}),
     },
@@ -174,42 +184,45 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     return dir;
   }
 
-  let networkReady = false;
+  let networksReady = false;
+  /** Makes sure both bridges exist (the functions' and the internal one), each kept from reaching the host. */
   async function ensureFunctionNetwork(): Promise<void> {
-    if (networkReady) return;
-    const inspect = () =>
-      docker
-        .getNetwork(FUNCTION_NETWORK)
-        .inspect()
-        .then(
-          (info: { Id: string; Options?: Record<string, string> }) => info,
-          (error: unknown) => {
-            if (statusOf(error) !== 404) throw error;
-            return undefined;
-          },
-        );
-    const exists = (await inspect()) !== undefined;
-    if (!exists) {
-      await docker
-        .createNetwork({
-          Name: FUNCTION_NETWORK,
-          Driver: 'bridge',
-          CheckDuplicate: true,
-          Options: { 'com.docker.network.bridge.enable_icc': 'false' },
-          Labels: { [LABELS.managed]: 'true' },
-        })
-        .catch((error: unknown) => {
-          if (statusOf(error) !== 409) throw error; // created meanwhile by another start
-        });
+    if (networksReady) return;
+    for (const name of NETWORKS) {
+      const inspect = () =>
+        docker
+          .getNetwork(name)
+          .inspect()
+          .then(
+            (info: { Id: string; Options?: Record<string, string> }) => info,
+            (error: unknown) => {
+              if (statusOf(error) !== 404) throw error;
+              return undefined;
+            },
+          );
+      if ((await inspect()) === undefined) {
+        await docker
+          .createNetwork({
+            Name: name,
+            Driver: 'bridge',
+            CheckDuplicate: true,
+            Internal: name === INTERNAL_NETWORK,
+            Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+            Labels: { [LABELS.managed]: 'true' },
+          })
+          .catch((error: unknown) => {
+            if (statusOf(error) !== 409) throw error; // created meanwhile by another start
+          });
+      }
+      // The bridge's interface on the host: named after the network's id unless its options name it.
+      const network = await inspect();
+      if (network) {
+        const bridge = network.Options?.['com.docker.network.bridge.name'] ?? `br-${network.Id.slice(0, 12)}`;
+        const warning = await isolateHostFromBridge(bridge);
+        if (warning) console.warn(warning);
+      }
     }
-    // The bridge's interface on the host: named after the network's id unless its options name it.
-    const network = await inspect();
-    if (network) {
-      const bridge = network.Options?.['com.docker.network.bridge.name'] ?? `br-${network.Id.slice(0, 12)}`;
-      const warning = await isolateHostFromBridge(bridge);
-      if (warning) console.warn(warning);
-    }
-    networkReady = true;
+    networksReady = true;
   }
 
   return {
@@ -331,7 +344,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
         if (statusOf(error) !== 304) throw error; // 304: already started (a retried attempt)
       });
       const url = urlOf((await container.inspect()).NetworkSettings.Networks);
-      if (!url) throw new Error(`container ${containerId.slice(0, 12)} has no address on the ${FUNCTION_NETWORK} network`);
+      if (!url) throw new Error(`container ${containerId.slice(0, 12)} has no address on the ${NETWORKS.join(' or ')} network`);
       return url;
     },
 

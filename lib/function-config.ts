@@ -24,6 +24,8 @@ export interface FunctionConfig {
   access?: Access;
   /** Secrets (by name) mounted read-only at /var/plat/secrets/<name>; their values never pass through here. */
   secrets?: string[];
+  /** `none`: no outbound network at all (the gateway still reaches it). Absent: outbound access on. */
+  network?: 'none';
 }
 
 export type Access = 'key' | 'public';
@@ -55,7 +57,7 @@ export const CONFIG_LIMITS = {
   timeout: { min: 1, max: 900 },
 } as const;
 
-const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access', 'secrets'];
+const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access', 'secrets', 'network'];
 /** Secrets a function may mount. */
 const MAX_SECRETS = 20;
 const ENTRY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$/;
@@ -131,6 +133,9 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
     }
     if (new Set(secrets).size !== secrets.length) problems.push('secrets names a secret twice');
   }
+  if (input.network !== undefined && input.network !== 'none' && input.network !== 'outbound') {
+    problems.push(`network must be "none" (no outbound access) or "outbound" (the default), not ${JSON.stringify(input.network)}`);
+  }
   const access = input.access === undefined ? 'key' : input.access;
   if (!ACCESS_MODES.includes(access as Access)) {
     problems.push(
@@ -156,6 +161,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
       scale,
       access: access as Access,
       ...(Array.isArray(secrets) && secrets.length > 0 ? { secrets: secrets as string[] } : {}),
+      ...(input.network === 'none' ? { network: 'none' as const } : {}),
     },
   };
 }

@@ -126,7 +126,7 @@ describe('gateway errors', () => {
 describe('bad input', () => {
   const auth = () => ({ authorization: `Bearer ${s.token}` });
 
-  it('fails a deploy whose archive has a file that is also a folder at once, without retries or host paths', async () => {
+  it('refuses an archive with a file that is also a folder at once, before anything is stored or started', async () => {
     const name = s.name('clash');
     // Packed by hand: no tool that packs a folder writes `lib` as a file and as a folder.
     const tar = Buffer.concat([
@@ -139,20 +139,13 @@ describe('bad input', () => {
     form.set('function', JSON.stringify({ name }));
     form.set('archive', new Blob([Bun.gzipSync(tar) as Uint8Array<ArrayBuffer>]));
     const response = await fetch(`${s.apiUrl}/functions`, { method: 'POST', body: form, headers: auth() });
-    expect(response.status).toBe(202);
-    const { deployment } = await response.json();
-    const handle = s.temporal.workflow.getHandle(deployment.workflowId);
-    const failure = await handle.result().then(
-      () => undefined,
-      (error: Error) => error,
-    );
-    const message = (failure?.cause as Error | undefined)?.message;
-    expect(message).toBe('archive entry "lib" is a file, but "lib/x.ts" puts it in a folder of that name');
-    const history = await handle.fetchHistory();
-    const attempts = (history.events ?? []).flatMap((e) =>
-      e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt] : [],
-    );
-    expect(attempts.every((attempt) => attempt === 1)).toBe(true);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({
+      error: { code: 'INVALID_ARCHIVE', message: 'archive entry "lib" is a file, but "lib/x.ts" puts it in a folder of that name' },
+    });
+    // No deploy was started for it (the worker, which checks again as it unpacks, never saw it).
+    const started = await s.temporal.workflow.count(`PlatFunction = '${name}'`);
+    expect(started.count).toBe(0);
   });
 
   it.each([
@@ -322,6 +315,17 @@ describe('serving functions', () => {
     } finally {
       server.stop(true);
     }
+  });
+
+  it('puts a function with "network": "none" on a bridge that forwards nothing out, and still serves it', async () => {
+    const name = s.name('offline');
+    await deployFolder(s, await functionFolder(name, { 'index.ts': answering('offline but served') }, { network: 'none' }));
+    expect(await (await invoke(s, name)).text()).toBe('offline but served');
+    const [container] = await containersOf(s, name);
+    const info = await s.docker.getContainer(container?.Id as string).inspect();
+    expect(Object.keys(info.NetworkSettings.Networks)).toEqual(['plat-functions-internal']);
+    // The engine forwards nothing out of an internal network: no route beyond its bridge.
+    expect((await s.docker.getNetwork('plat-functions-internal').inspect()).Internal).toBe(true);
   });
 
   it('keeps a function from reaching another function’s container', async () => {
