@@ -200,7 +200,8 @@ export function createContainerActivities({ docker, registry, settings, logs, se
               return undefined;
             },
           );
-      if ((await inspect()) === undefined) {
+      let network = await inspect();
+      if (network === undefined) {
         await docker
           .createNetwork({
             Name: name,
@@ -213,9 +214,9 @@ export function createContainerActivities({ docker, registry, settings, logs, se
           .catch((error: unknown) => {
             if (statusOf(error) !== 409) throw error; // created meanwhile by another start
           });
+        network = await inspect();
       }
       // The bridge's interface on the host: named after the network's id unless its options name it.
-      const network = await inspect();
       if (network) {
         const bridge = network.Options?.['com.docker.network.bridge.name'] ?? `br-${network.Id.slice(0, 12)}`;
         const warning = await isolateHostFromBridge(bridge);

@@ -71,6 +71,20 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Polls `url` until it answers 200; fails when `proc` exits first or `ms` pass. */
+async function answering(url: string, proc: { exitCode: number | null }, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (
+    !(await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  ) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`${what} did not start`);
+    await Bun.sleep(50);
+  }
+}
+
 /** nginx in the foreground with a throw-away config: one worker, keepalive to the container. */
 async function startNginx(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
   if (!Bun.which('nginx') && !Bun.which('/usr/sbin/nginx')) return null;
@@ -100,16 +114,7 @@ http {
     stderr: 'inherit',
   });
   const url = `http://127.0.0.1:${port}/`;
-  const deadline = Date.now() + 5000;
-  while (
-    !(await fetch(url).then(
-      (r) => r.ok,
-      () => false,
-    ))
-  ) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('nginx did not start');
-    await Bun.sleep(50);
-  }
+  await answering(url, proc, 5000, 'nginx');
   return {
     url,
     stop: async () => {
@@ -148,16 +153,7 @@ async function startGateway(metrics: boolean): Promise<{ url: string; stop: () =
     stderr: 'inherit',
   });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  while (
-    !(await fetch(`${url}/healthz`).then(
-      (r) => r.ok,
-      () => false,
-    ))
-  ) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('a gateway of the bench did not start');
-    await Bun.sleep(50);
-  }
+  await answering(`${url}/healthz`, proc, 10_000, 'a gateway of the bench');
   return {
     url,
     stop: async () => {

@@ -1,15 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { PlatError } from '../lib/errors';
 
-/**
- * Checks `Authorization: Bearer <token>` in constant time (both sides hashed first, so neither the
- * token's length nor its prefix leaks through timing). Never logs the token.
- */
 /** The management API's check, as a hook: resolves (or returns) when the request may go on. */
 export type TokenCheck = (ctx: { request: Request }) => void | Promise<void>;
 
 /**
- * The admin token, or a JWT whose grant is `admin` when JWTs are configured (`adminJwt`).
+ * Checks `Authorization: Bearer <token>`: the admin token, compared in constant time (both sides
+ * hashed first, so neither the token's length nor its prefix leaks through timing), or a JWT whose
+ * grant is `admin` when JWTs are configured (`adminJwt`). Never logs the token.
  */
 export function createTokenCheck(expected: string, adminJwt?: (token: string) => Promise<boolean>): TokenCheck {
   const isAdmin = createAdminCheck(expected);

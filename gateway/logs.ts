@@ -2,10 +2,11 @@ import type { TokenCheck } from './auth';
 import { existsSync } from 'node:fs';
 import { Elysia } from 'elysia';
 import { PlatError } from '../lib/errors';
-import { type LogQuery, type LogRecord, logsDir, REQUEST_ID_PATTERN, readLogs } from '../lib/logs';
+import { type LogQuery, logsDir, REQUEST_ID_PATTERN, readLogs } from '../lib/logs';
 import { functionNameProblem, VERSION_PATTERN } from '../lib/names';
 import { parseDuration, type Settings } from '../lib/settings';
 import type { FunctionsService } from './functions/service';
+import { ndjsonResponse } from './ndjson';
 
 /** Lines shown without `tail`: the last 100, or the last 10 before following. */
 const DEFAULT_TAIL = 100;
@@ -48,32 +49,6 @@ export function parseLogQuery(query: Record<string, string | undefined>, now = D
   return result;
 }
 
-function ndjson(records: AsyncGenerator<LogRecord>, abort: AbortController, follow: boolean): Response {
-  const encoder = new TextEncoder();
-  let keepalive: ReturnType<typeof setInterval> | undefined;
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      if (!follow) return;
-      // An empty line at once: the answer's headers go out now, not with the first new line.
-      controller.enqueue(encoder.encode('\n'));
-      keepalive = setInterval(() => controller.enqueue(encoder.encode('\n')), FOLLOW_KEEPALIVE_MS);
-    },
-    async pull(controller) {
-      const next = await records.next();
-      if (next.done) {
-        clearInterval(keepalive);
-        controller.close();
-      } else controller.enqueue(encoder.encode(`${JSON.stringify(next.value)}\n`));
-    },
-    cancel() {
-      clearInterval(keepalive);
-      abort.abort();
-      void records.return(undefined);
-    },
-  });
-  return new Response(stream, { headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
-}
-
 /** `GET /functions/:name/logs`: the function's log as JSON lines (lib/logs.ts), streamed; `follow` keeps it open. */
 export function logsRoutes(functions: FunctionsService, settings: Settings, checkToken: TokenCheck) {
   return new Elysia({ name: 'logs' }).get(
@@ -87,7 +62,8 @@ export function logsRoutes(functions: FunctionsService, settings: Settings, chec
       const abort = new AbortController();
       request.signal.addEventListener('abort', () => abort.abort(), { once: true });
       const records = readLogs(settings.dataDir, params.name, logQuery, settings.logs, abort.signal);
-      return ndjson(records, abort, logQuery.follow === true);
+      // Following, an empty line goes out at once and every 30 s (see ndjsonResponse).
+      return ndjsonResponse(records, { keepaliveMs: logQuery.follow ? FOLLOW_KEEPALIVE_MS : undefined, onCancel: () => abort.abort() });
     },
     { beforeHandle: checkToken },
   );

@@ -184,6 +184,15 @@ function parse(line: string): LogRecord | undefined {
   }
 }
 
+/** Every record of a closed file (none when it went meanwhile). */
+async function recordsOf(path: string): Promise<LogRecord[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text
+    .split('\n')
+    .map(parse)
+    .filter((record): record is LogRecord => record !== undefined);
+}
+
 /** How often a follower looks for new lines. */
 const FOLLOW_POLL_MS = 200;
 
@@ -205,24 +214,16 @@ export async function* readLogs(
   const all = await files(dir);
   // The current file is read by descriptor, so a rename while it is followed loses nothing.
   const current = all.at(-1)?.closedAt === Number.POSITIVE_INFINITY ? all.pop() : undefined;
-  for (const file of all) {
-    if (query.since !== undefined && file.closedAt < query.since) continue;
-    const text = await readFile(file.path, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      const record = parse(line);
-      if (record && matches(record, query, oldest)) {
-        kept.push(record);
-        if (kept.length > tail) kept.shift();
-      }
-    }
-  }
-  let follower = current ? openFollower(current.path) : undefined;
-  for (const record of follower?.read() ?? []) {
-    if (matches(record, query, oldest)) {
+  const keep = (records: LogRecord[]) => {
+    for (const record of records) {
+      if (!matches(record, query, oldest)) continue;
       kept.push(record);
       if (kept.length > tail) kept.shift();
     }
-  }
+  };
+  for (const file of all) if (query.since === undefined || file.closedAt >= query.since) keep(await recordsOf(file.path));
+  let follower = current ? openFollower(current.path) : undefined;
+  keep(follower?.read() ?? []);
   // Files hold lines in the order they were written; a container's last lines, read after its exit, come after the exit's event.
   kept.sort((a, b) => a.time.localeCompare(b.time));
   yield* kept;
@@ -234,6 +235,8 @@ export async function* readLogs(
   /** Files (by inode) already read while following, and since when the current one was followed. */
   const seen = new Set<number>();
   let openedAt = Date.now();
+  /** Followed lines: the query's filters, but not its window (they are new). */
+  const fresh = (records: LogRecord[]) => records.filter((record) => matches(record, query, 0));
   try {
     while (!signal.aborted) {
       await new Promise<void>((resolve) => {
@@ -247,12 +250,12 @@ export async function* readLogs(
           { once: true },
         );
       });
-      for (const record of follower?.read() ?? []) if (matches(record, query, 0)) yield record;
+      yield* fresh(follower?.read() ?? []);
       // Rotated (renamed) or first created: once the old file is read to its end, the segments
       // closed since (several rotations may come between two looks) and then the new current file.
       const inode = statSync(path, { throwIfNoEntry: false })?.ino;
       if (inode !== follower?.inode || follower === undefined) {
-        for (const record of follower?.read() ?? []) if (matches(record, query, 0)) yield record;
+        yield* fresh(follower?.read() ?? []);
         if (follower) seen.add(follower.inode);
         follower?.close();
         follower = undefined;
@@ -261,16 +264,12 @@ export async function* readLogs(
           const segmentInode = statSync(segment.path, { throwIfNoEntry: false })?.ino;
           if (segmentInode === undefined || seen.has(segmentInode)) continue;
           seen.add(segmentInode);
-          const text = await readFile(segment.path, 'utf8').catch(() => '');
-          for (const line of text.split('\n')) {
-            const record = parse(line);
-            if (record && matches(record, query, 0)) yield record;
-          }
+          yield* fresh(await recordsOf(segment.path));
         }
         if (inode !== undefined) {
           openedAt = Date.now();
           follower = openFollower(path);
-          for (const record of follower?.read() ?? []) if (matches(record, query, 0)) yield record;
+          yield* fresh(follower?.read() ?? []);
         }
       }
     }

@@ -1,7 +1,8 @@
 import type { TokenCheck } from '../auth';
 import { Elysia } from 'elysia';
 import { PlatError } from '../../lib/errors';
-import type { DeployEvent, FunctionState } from '../../lib/types';
+import type { FunctionState } from '../../lib/types';
+import { ndjsonResponse } from '../ndjson';
 import type { FunctionsService } from './service';
 
 /** Reads the deploy upload: multipart with `function` (function.json text) and `archive` (tar.gz or zip). */
@@ -22,21 +23,6 @@ async function readUpload(request: Request): Promise<{ configText: string; archi
   if (!(archive instanceof Blob))
     throw new PlatError('BAD_REQUEST', 'the "archive" field (the function folder as tar.gz or zip) is missing');
   return { configText, archive: new Uint8Array(await archive.arrayBuffer()) };
-}
-
-function ndjson(events: AsyncGenerator<DeployEvent>): Response {
-  const encoder = new TextEncoder();
-  const stream = new ReadableStream({
-    async pull(controller) {
-      const next = await events.next();
-      if (next.done) controller.close();
-      else controller.enqueue(encoder.encode(`${JSON.stringify(next.value)}\n`));
-    },
-    cancel() {
-      void events.return(undefined);
-    },
-  });
-  return new Response(stream, { status: 200, headers: { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' } });
 }
 
 /** The optional JSON body of a rollback: `{ "version": "v…" }`, or nothing for the previous version. */
@@ -65,7 +51,7 @@ export function functionsRoutes(service: FunctionsService, checkToken: TokenChec
       async ({ request, query, set }) => {
         const { configText, archive } = await readUpload(request);
         const deployment = await service.deploy(configText, archive);
-        if (query.wait === 'true' || query.wait === '1') return ndjson(service.follow(deployment));
+        if (query.wait === 'true' || query.wait === '1') return ndjsonResponse(service.follow(deployment));
         set.status = 202;
         set.headers.location = `/functions/${deployment.name}/deployments/${deployment.version}`;
         return { deployment: { ...deployment, status: 'started' } };

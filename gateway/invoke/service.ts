@@ -99,7 +99,8 @@ export function parseTarget(target: string): { name: string; version?: string } 
  */
 export class InvokeService {
   private readonly routes = new Map<string, Route>();
-  private readonly resolving = new Map<string, Promise<Route>>();
+  /** Route look-ups under way, one per key; `cold` tells the requests that waited on one that it started an instance. */
+  private readonly resolving = new Map<string, Promise<{ route: Route; cold: boolean }>>();
   /** Liveness probes in flight, one per container however many requests wait on it. */
   private readonly probes = new Map<string, Promise<boolean>>();
   /** Containers known to be gone, and when that was learnt. */
@@ -110,7 +111,6 @@ export class InvokeService {
   /** Requests in flight, by container. */
   private readonly inFlight = new Map<string, Set<Exchange>>();
   private readonly usage: UsageReports;
-  private readonly resolvingTraces = new WeakMap<Promise<Route>, Trace>();
   /**
    * Who may invoke what (see access/policy.ts): undefined when the request may go on at once (the
    * admin token), a promise that rejects with 401 when it may not. Unset: everyone may.
@@ -209,18 +209,16 @@ export class InvokeService {
     if (cached && cached.containerId !== exclude) return cached;
     let pending = this.resolving.get(key);
     if (!pending) {
-      const resolving: Trace = {};
-      pending = this.resolve(key, exclude, false, resolving).finally(() => this.resolving.delete(key));
+      pending = this.resolve(key, exclude).finally(() => this.resolving.delete(key));
       this.resolving.set(key, pending);
-      this.resolvingTraces.set(pending, resolving);
     }
-    const route = await pending;
+    const { route, cold } = await pending;
     // Every request that waited on a cold start was a cold one.
-    if (trace && this.resolvingTraces.get(pending)?.start === 'cold') trace.start = 'cold';
+    if (trace && cold) trace.start = 'cold';
     return route;
   }
 
-  private async resolve(key: string, exclude?: string, superseded = false, trace: Trace = {}): Promise<Route> {
+  private async resolve(key: string, exclude?: string, superseded = false): Promise<{ route: Route; cold: boolean }> {
     const { name, version: asked } = parseTarget(key);
     const state: FunctionState = await this.functions.get(name);
     const preview = asked !== undefined;
@@ -236,12 +234,11 @@ export class InvokeService {
     const live = candidates.sort(
       (a, b) => Number(b.state === 'running') - Number(a.state === 'running') || b.lastUsedAt.localeCompare(a.lastUsedAt),
     )[0];
-    if (!live) trace.start = 'cold';
     const instance = live ?? (await this.coldStart(name, target, preview));
     // A deploy switched versions while this start ran: its container was refused, so route again, once.
     if (instance === 'superseded') {
       if (superseded) throw new PlatError('COLD_START_FAILED', `function ${name} changed versions twice while it started; try again`);
-      return this.resolve(key, exclude, true, trace);
+      return { route: (await this.resolve(key, exclude, true)).route, cold: true };
     }
     if (instance.state === 'paused') this.paused.add(instance.containerId);
     const route: Route = {
@@ -255,7 +252,7 @@ export class InvokeService {
       timeoutMs: target.config.timeout * 1000,
     };
     this.routes.set(key, route);
-    return route;
+    return { route, cold: live === undefined };
   }
 
   private async coldStart(name: string, version: FunctionVersion, preview: boolean): Promise<Instance | 'superseded'> {

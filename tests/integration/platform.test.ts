@@ -284,22 +284,36 @@ describe('serving functions', () => {
     expect(cli.code).toBe(1);
   });
 
-  it('keeps a function from reaching a server the host binds on 0.0.0.0', async () => {
-    const probe = s.name('host-probe');
+  /** A function that says whether it can open a connection to `?target=host:port`: deployed once, for the isolation tests. */
+  let probe: string | undefined;
+  async function probeFunction(): Promise<string> {
+    if (probe) return probe;
+    const name = s.name('probe');
     await deployFolder(
       s,
-      await functionFolder(probe, {
+      await functionFolder(name, {
         'index.ts': `export default { async fetch(req: Request) {
   const target = new URL(req.url).searchParams.get('target');
   try {
-    const answer = await fetch('http://' + target + '/', { signal: AbortSignal.timeout(2000) });
-    return new Response('reachable: ' + (await answer.text()));
-  } catch (error) {
-    return new Response('unreachable: ' + (error as Error).message);
+    await fetch('http://' + target + '/', { signal: AbortSignal.timeout(2000) });
+    return new Response('reachable');
+  } catch {
+    return new Response('unreachable');
   }
 } };\n`,
       }),
     );
+    probe = name;
+    return name;
+  }
+  /** A function's container's address on the functions' bridge. */
+  async function bridgeAddress(name: string): Promise<string | undefined> {
+    const [container] = await containersOf(s, name);
+    return (await s.docker.getContainer(container?.Id as string).inspect()).NetworkSettings.Networks['plat-functions']?.IPAddress;
+  }
+
+  it('keeps a function from reaching a server the host binds on 0.0.0.0', async () => {
+    const probe = await probeFunction();
     const server = Bun.serve({ hostname: '0.0.0.0', port: 0, fetch: () => new Response('the host answers') });
     try {
       // The server does answer on every address of the host, the bridge's included...
@@ -307,11 +321,8 @@ describe('serving functions', () => {
       const hostAddress = network.IPAM?.Config?.[0]?.Gateway as string;
       expect(await (await fetch(`http://${hostAddress}:${server.port}/`)).text()).toBe('the host answers');
       // ...and the function reaches its own address (so what follows is the rules' doing), not the host's.
-      const [container] = await containersOf(s, probe);
-      const own = (await s.docker.getContainer(container?.Id as string).inspect()).NetworkSettings.Networks['plat-functions']?.IPAddress;
-      expect(await (await invoke(s, probe, `/?target=${own}:8080`)).text()).toStartWith('reachable');
-      const answer = await (await invoke(s, probe, `/?target=${hostAddress}:${server.port}`)).text();
-      expect(answer).toStartWith('unreachable');
+      expect(await (await invoke(s, probe, `/?target=${await bridgeAddress(probe)}:8080`)).text()).toBe('reachable');
+      expect(await (await invoke(s, probe, `/?target=${hostAddress}:${server.port}`)).text()).toBe('unreachable');
     } finally {
       server.stop(true);
     }
@@ -329,32 +340,14 @@ describe('serving functions', () => {
   });
 
   it('keeps a function from reaching another function’s container', async () => {
-    const probe = s.name('probe');
+    const probe = await probeFunction();
     const target = s.name('target');
-    await deployFolder(
-      s,
-      await functionFolder(probe, {
-        'index.ts': `export default { async fetch(req: Request) {
-  const host = new URL(req.url).searchParams.get('host');
-  try {
-    await fetch('http://' + host + ':8080/_/health', { signal: AbortSignal.timeout(1500) });
-    return new Response('reachable');
-  } catch {
-    return new Response('unreachable');
-  }
-} };\n`,
-      }),
-    );
     await deployText(s, target, 'target');
     expect(await (await invoke(s, target)).text()).toBe('target');
-    expect((await invoke(s, probe, '/?host=127.0.0.1')).status).toBe(200);
-    const address = async (name: string) => {
-      const [container] = await containersOf(s, name);
-      return (await s.docker.getContainer(container?.Id as string).inspect()).NetworkSettings.Networks['plat-functions']?.IPAddress;
-    };
+    expect((await invoke(s, probe, '/?target=127.0.0.1:8080')).status).toBe(200);
     // The probe reaches its own address (so a failure below is the network's doing), not the target's.
-    expect(await (await invoke(s, probe, `/?host=${await address(probe)}`)).text()).toBe('reachable');
-    expect(await (await invoke(s, probe, `/?host=${await address(target)}`)).text()).toBe('unreachable');
+    expect(await (await invoke(s, probe, `/?target=${await bridgeAddress(probe)}:8080`)).text()).toBe('reachable');
+    expect(await (await invoke(s, probe, `/?target=${await bridgeAddress(target)}:8080`)).text()).toBe('unreachable');
   });
 
   it('starts exactly one container for many concurrent first requests', async () => {
