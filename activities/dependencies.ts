@@ -4,7 +4,7 @@ import { cp, mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises
 import { devNull, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
-import { packageJsonProblems, requirementsProblems } from '../lib/dependency-rules';
+import { lockfileProblems, packageJsonProblems, requirementsProblems } from '../lib/dependency-rules';
 import type { RuntimeInfo } from '../lib/runtimes';
 import { BUN_BIN } from './deps';
 
@@ -47,11 +47,17 @@ export async function resolveDependencies(runtime: RuntimeInfo, appDir: string, 
   }
   const manifest = present.find((f) => f.name === files[0]);
   const count = manifest ? countDependencies(runtime.language, manifest.text) : 0;
+  const problems: string[] = [];
   if (manifest) {
-    const problems =
-      runtime.language === 'python' ? requirementsProblems(manifest.text) : packageJsonProblems(JSON.parse(manifest.text) as unknown);
-    if (problems.length > 0) throw installFailed(problems.join('\n'));
+    problems.push(
+      ...(runtime.language === 'python' ? requirementsProblems(manifest.text) : packageJsonProblems(JSON.parse(manifest.text) as unknown)),
+    );
   }
+  // A lockfile tells the installer where each package comes from: only from the registry it is given.
+  if (runtime.language === 'js') {
+    for (const { name, text } of present) if (name !== files[0]) problems.push(...lockfileProblems(name, text, npmRegistry()));
+  }
+  if (problems.length > 0) throw installFailed(problems.join('\n'));
   if (runtime.language === 'python' && count === 0) {
     throw installFailed('a python-flask function needs a requirements.txt that lists Flask (e.g. Flask==3.0.3)');
   }
@@ -79,6 +85,11 @@ export async function resolveDependencies(runtime: RuntimeInfo, appDir: string, 
   }
   await cp(cached, depsDir, { recursive: true });
   return count;
+}
+
+/** The npm registry the installer uses: the one the worker's environment configures (passed through to bun), or npm's. */
+function npmRegistry(): string {
+  return process.env.BUN_CONFIG_REGISTRY || process.env.NPM_CONFIG_REGISTRY || 'https://registry.npmjs.org/';
 }
 
 function countDependencies(language: RuntimeInfo['language'], text: string): number {

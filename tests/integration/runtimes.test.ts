@@ -206,6 +206,34 @@ describe('package.json dependencies that could reach the host', () => {
   );
 });
 
+describe('lockfiles that point the installer elsewhere', () => {
+  const lock = (resolved: string) =>
+    JSON.stringify({
+      name: 'f',
+      lockfileVersion: 3,
+      requires: true,
+      packages: {
+        '': { dependencies: { hono: '^4.6.0' } },
+        'node_modules/hono': { version: '4.6.0', resolved, integrity: 'sha512-AAAA' },
+      },
+    });
+  it.each([
+    ['package-lock.json', lock('http://127.0.0.1:5001/v2/plat/fn-x/blobs/sha256:00'), 'node_modules/hono'],
+    ['package-lock.json', lock('file:/etc'), 'node_modules/hono'],
+    ['bun.lock', '{ "lockfileVersion": 1, "packages": { "hono": ["hono@file:/etc", "", {}, ""] } }', 'hono'],
+    ['bun.lockb', 'binary', 'bun.lock'],
+  ])('fail the deploy on a %s entry, before anything is fetched', async (file, text, named) => {
+    const name = s.name('js-lock');
+    const dir = await fixtureFolder('hono', name, { runtime: 'bun' });
+    await writeFile(join(dir, file), text);
+    const failure = await deployFailure(s, dir);
+    expect(failure.code).toBe('DEPENDENCY_INSTALL_FAILED');
+    expect(failure.message).toContain(file);
+    expect(failure.message).toContain(named);
+    expect(await sourceInRegistry(name, dir)).toBe(false);
+  });
+});
+
 describe('JS dependencies that cannot be resolved', () => {
   it('fail the deploy with the installer’s message', async () => {
     const name = s.name('js-bad');
