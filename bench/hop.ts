@@ -8,7 +8,9 @@
  *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
  *   - two more gateways of this checkout that the bench starts alike, one with metrics and invocation
- *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run.
+ *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run;
+ *   - the metrics-off gateway again with an invoke key of the function instead of the admin token,
+ *     so the cost of checking a key (hashed, against the gateway's cache) is measured too.
  *
  *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
  *
@@ -139,6 +141,8 @@ if ((await (await api.request(`/function/${name}`)).text()) !== 'hello') throw n
 const { function: state } = await api.json<{ function: FunctionState }>(`/functions/${name}`);
 const direct = state.instances[0]?.url;
 if (!direct) throw new Error('no instance after the cold start');
+// An invoke key of the function: what a client that is not the admin sends (checked from the gateway's cache).
+const { key: invokeKey } = await api.json<{ key: { key: string } }>(`/functions/${name}/keys`, { method: 'POST' });
 
 /**
  * A gateway of this checkout on a port of its own, with metrics and invocation records on (written to
@@ -173,6 +177,7 @@ const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
   { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
   { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
+  { label: 'metrics off, invoke key', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${invokeKey.key}`] },
 ];
 
 try {
@@ -193,6 +198,8 @@ try {
     const on = rpsOf('gateway, metrics on');
     const off = rpsOf('gateway, metrics off');
     console.log(`  metrics on / off: ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
+    const keyed = rpsOf('metrics off, invoke key');
+    console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same gateway, metrics off)`);
     if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
   }
 } finally {

@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import { openapi } from '@elysiajs/openapi';
 import { Elysia } from 'elysia';
 import type { PlatformEvent } from '../lib/events';
 import { LogWriter } from '../lib/logs';
@@ -18,6 +19,8 @@ import { InvokeService, parseTarget } from './invoke/service';
 import { logsRoutes } from './logs';
 import { secretsRoutes } from './secrets';
 import { GatewayMetrics, metricsRoutes } from './metrics';
+import { errors, Health } from './model';
+import { INVOKE_METHODS, invokePath, invokeRoot } from './invoke/model';
 
 export interface GatewayDeps {
   temporal: Client;
@@ -60,7 +63,11 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
   const app = new Elysia()
     .use(errorHandling)
     .onRequest(({ request }) => checkSizes(request))
-    .get('/healthz', () => ({ status: 'ok' }))
+    .use(apiDocument())
+    .get('/healthz', () => ({ status: 'ok' as const }), {
+      response: { 200: Health, ...errors() },
+      detail: { summary: 'The gateway answers', security: [] },
+    })
     .use(metricsRoutes(metrics, checkToken))
     .use(logsRoutes(functions, settings, checkToken))
     .use(keysRoutes(keys, checkToken))
@@ -74,6 +81,29 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     functions.registryGate.onEvent(event);
   };
   return { app, invoke, functions, onEvent, metrics };
+}
+
+/**
+ * `GET /openapi.json`: the API as OpenAPI 3.1, made from each route's schemas (the features'
+ * model.ts), public like /healthz. No UI is served: the document is what tools read.
+ */
+function apiDocument() {
+  const invoke = (operation: object) => Object.fromEntries(INVOKE_METHODS.map((method) => [method, operation]));
+  return openapi({
+    provider: null,
+    specPath: '/openapi.json',
+    documentation: {
+      info: {
+        title: 'plat',
+        version: '1',
+        description:
+          'The plat gateway: deploy and manage functions (admin token), invoke them (admin token, an invoke key, a JWT, or nothing for a public function).',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+      paths: { '/function/{name}': invoke(invokeRoot), '/function/{name}/{path}': invoke(invokePath) },
+    },
+  });
 }
 
 /** Every function's instances counted by state, for the plat_function_instances gauge. */

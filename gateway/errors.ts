@@ -31,9 +31,19 @@ export const errorHandling = new Elysia({ name: 'errors' })
       case 'NOT_FOUND':
         set.status = 404;
         return body('NOT_FOUND', 'no such route; see the README for the API');
-      case 'VALIDATION':
+      case 'VALIDATION': {
+        // An answer that breaks its own schema is the platform's bug, not the client's.
+        if (error.type === 'response') {
+          console.error(`INTERNAL (request ${requestId}): an answer does not match its schema:`, error.all);
+          set.status = 500;
+          return body('INTERNAL', 'internal error; see the gateway log');
+        }
         set.status = 400;
-        return body('BAD_REQUEST', error.message);
+        if (error.customError !== undefined) return body('BAD_REQUEST', String(error.customError));
+        const problem = error.valueError;
+        const where = `${error.type}${problem?.path ? problem.path.replaceAll('/', '.') : ''}`;
+        return body('BAD_REQUEST', `${where}: ${problem?.message ?? 'is not valid'}; see /openapi.json for what this route takes`);
+      }
       case 'PARSE':
         set.status = 400;
         return body('BAD_REQUEST', 'the request body could not be parsed');

@@ -1,6 +1,7 @@
 import type { TokenCheck } from './auth';
 import { Elysia } from 'elysia';
 import { PlatError } from '../lib/errors';
+import { errorAnswers } from './model';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** How an invocation found its instance. */
@@ -155,7 +156,16 @@ export function metricsRoutes(metrics: GatewayMetrics | undefined, checkToken: T
       if (!metrics) throw new PlatError('NOT_FOUND', 'metrics are off on this gateway (PLAT_METRICS=off)');
       return new Response(await metrics.registry.metrics(), { headers: { 'content-type': metrics.registry.contentType } });
     },
-    { beforeHandle: checkToken },
+    {
+      transform: checkToken,
+      detail: {
+        summary: "The gateway's metrics, in the Prometheus text format",
+        responses: {
+          200: { description: 'Prometheus exposition format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+          ...errorAnswers(401, 404),
+        },
+      },
+    },
   );
 }
 

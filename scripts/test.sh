@@ -8,6 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/infra.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/test-server.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/promtool.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/schemathesis.sh"
 
 # (an if, not `is_running && …`: under set -e a false last test would end the script right here)
 started_before=" "
@@ -26,6 +27,7 @@ trap cleanup EXIT
 ensure_infra
 ensure_test_server
 ensure_promtool
+ensure_schemathesis
 # The TLS tests make their own certificates.
 if ! command -v openssl >/dev/null; then need_root_for openssl; apt_install openssl; fi
 

@@ -7,11 +7,12 @@ import { workflowIds } from '../../lib/names';
 import type { InvokeKey } from '../../lib/types';
 import { addKeyUpdate, revokeKeyUpdate } from '../../workflows/definitions';
 import type { FunctionsService } from '../functions/service';
+import { ADMIN_ERRORS, errors, NameParam } from '../model';
 import { toPlatError } from '../temporal-errors';
+import * as model from './model';
 
 /** What an invoke key looks like: a prefix that says what it is, then 256 random bits. */
 const KEY_PREFIX = 'plat_';
-const KEY_ID = /^[0-9a-f]{8}$/;
 
 export function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
@@ -53,7 +54,7 @@ export class KeysService {
   }
 
   async revoke(name: string, id: string): Promise<{ id: string }> {
-    if (!KEY_ID.test(id)) throw new PlatError('BAD_REQUEST', `"${id}" is not a key id (8 hex digits; see plat keys list ${name})`);
+    if (!model.KEY_ID.test(id)) throw new PlatError('BAD_REQUEST', `"${id}" is not a key id (8 hex digits; see plat keys list ${name})`);
     await this.functions.get(name);
     let revoked: boolean;
     try {
@@ -70,11 +71,27 @@ export class KeysService {
 /** `/functions/:name/keys`: admin only, like the rest of the management API. */
 export function keysRoutes(keys: KeysService, checkToken: TokenCheck) {
   return new Elysia({ name: 'keys', prefix: '/functions/:name/keys' })
-    .onBeforeHandle(checkToken)
-    .post('/', async ({ params, set }) => {
-      set.status = 201;
-      return { key: await keys.create(params.name) };
+    .onTransform(checkToken)
+    .post(
+      '',
+      async ({ params, set }) => {
+        set.status = 201;
+        return { key: await keys.create(params.name) };
+      },
+      {
+        params: NameParam,
+        response: { 201: model.Created, ...errors(...ADMIN_ERRORS, 404) },
+        detail: { summary: 'Create an invoke key for the function: the key is in this answer only' },
+      },
+    )
+    .get('', async ({ params }) => ({ keys: await keys.list(params.name) }), {
+      params: NameParam,
+      response: { 200: model.Listed, ...errors(...ADMIN_ERRORS, 404) },
+      detail: { summary: "The function's invoke keys, by id" },
     })
-    .get('/', async ({ params }) => ({ keys: await keys.list(params.name) }))
-    .delete('/:id', async ({ params }) => ({ revoked: await keys.revoke(params.name, params.id) }));
+    .delete('/:id', async ({ params }) => ({ revoked: await keys.revoke(params.name, params.id) }), {
+      params: model.KeyParams,
+      response: { 200: model.Revoked, ...errors(...ADMIN_ERRORS, 404) },
+      detail: { summary: 'Revoke an invoke key: every gateway refuses it within 5 s' },
+    });
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { RegistryApi } from '../../lib/registry-api';
-import { PlatError } from '../../lib/errors';
+import { type ErrorBody, PlatError } from '../../lib/errors';
 import { describeProblems, parseFunctionConfig } from '../../lib/function-config';
 import { functionNameProblem, newVersion, repositoryPath, SEARCH_ATTRIBUTES, VERSION_PATTERN, workflowIds } from '../../lib/names';
 import { LIMITS, type Settings } from '../../lib/settings';
@@ -62,7 +62,7 @@ export class FunctionsService {
   }
 
   /** The state with what each instance uses now (memory, CPU), read from the engine by the worker on this host. */
-  async withUsage(state: FunctionState): Promise<FunctionState> {
+  async withUsage<S extends Pick<FunctionState, 'instances'>>(state: S): Promise<S> {
     const instances = await Promise.all(
       state.instances.map(async (instance) => ({
         ...instance,
@@ -185,7 +185,7 @@ export class FunctionsService {
         const [description, steps] = await Promise.all([handle.describe(), handle.query(progressQuery)]);
         const status = description.status.name;
         let result: DeployResult | undefined;
-        let error: { code: string; message: string } | undefined;
+        let error: ErrorBody['error'] | undefined;
         if (status === 'COMPLETED') result = await handle.result();
         else if (status !== 'RUNNING')
           error = await handle.result().then(

@@ -1,12 +1,14 @@
-import type { TokenCheck } from './auth';
+import type { TokenCheck } from '../auth';
 import { existsSync } from 'node:fs';
 import { Elysia } from 'elysia';
-import { PlatError } from '../lib/errors';
-import { type LogQuery, logsDir, REQUEST_ID_PATTERN, readLogs } from '../lib/logs';
-import { functionNameProblem, VERSION_PATTERN } from '../lib/names';
-import { parseDuration, type Settings } from '../lib/settings';
-import type { FunctionsService } from './functions/service';
-import { ndjsonResponse } from './ndjson';
+import { PlatError } from '../../lib/errors';
+import { type LogQuery, logsDir, REQUEST_ID_PATTERN, readLogs } from '../../lib/logs';
+import { functionNameProblem, VERSION_PATTERN } from '../../lib/names';
+import { parseDuration, type Settings } from '../../lib/settings';
+import type { FunctionsService } from '../functions/service';
+import { ADMIN_ERRORS, errorAnswers, NameParam, ndjsonAnswer } from '../model';
+import { ndjsonResponse } from '../ndjson';
+import * as model from './model';
 
 /** Lines shown without `tail`: the last 100, or the last 10 before following. */
 const DEFAULT_TAIL = 100;
@@ -65,6 +67,17 @@ export function logsRoutes(functions: FunctionsService, settings: Settings, chec
       // Following, an empty line goes out at once and every 30 s (see ndjsonResponse).
       return ndjsonResponse(records, { keepaliveMs: logQuery.follow ? FOLLOW_KEEPALIVE_MS : undefined, onCancel: () => abort.abort() });
     },
-    { beforeHandle: checkToken },
+    {
+      transform: checkToken,
+      params: NameParam,
+      query: model.LogQuery,
+      detail: {
+        summary: "The function's log, as JSON lines; with follow, as it is written",
+        responses: {
+          200: ndjsonAnswer('One log line per line; following, an empty line every 30 s', model.LogLine),
+          ...errorAnswers(...ADMIN_ERRORS, 404),
+        },
+      },
+    },
   );
 }

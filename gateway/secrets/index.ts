@@ -1,8 +1,10 @@
 import { Elysia } from 'elysia';
-import { PlatError } from '../lib/errors';
-import { secretNameProblem } from '../lib/names';
-import { SECRET_MAX_BYTES, type SecretStore } from '../lib/secrets';
-import type { TokenCheck } from './auth';
+import { PlatError } from '../../lib/errors';
+import { secretNameProblem } from '../../lib/names';
+import { SECRET_MAX_BYTES, type SecretStore } from '../../lib/secrets';
+import type { TokenCheck } from '../auth';
+import { ADMIN_ERRORS, errors, jsonBody } from '../model';
+import * as model from './model';
 
 /** The body of a create or update: `{ "value": "…" }`, or `{ "valueBase64": "…" }` for bytes that are not text. */
 async function readValue(request: Request): Promise<Uint8Array> {
@@ -31,8 +33,11 @@ function checkName(name: string): void {
 /** `/secrets`: create, list (names and times, never values), update, remove. Admin only. Values are never answered. */
 export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
   return new Elysia({ name: 'secrets', prefix: '/secrets' })
-    .onBeforeHandle(checkToken)
-    .get('/', async () => ({ secrets: await store.list() }))
+    .onTransform(checkToken)
+    .get('', async () => ({ secrets: await store.list() }), {
+      response: { 200: model.Listed, ...errors(...ADMIN_ERRORS) },
+      detail: { summary: 'The secrets, by name and time: never their values' },
+    })
     .post(
       '/:name',
       async ({ params, request, set }) => {
@@ -42,7 +47,12 @@ export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
         set.status = 201;
         return { secret: written };
       },
-      { parse: 'none' },
+      {
+        parse: 'none',
+        params: model.SecretParams,
+        response: { 201: model.Written, ...errors(...ADMIN_ERRORS, 409) },
+        detail: { summary: 'Create a secret', requestBody: jsonBody(model.SecretValue) },
+      },
     )
     .put(
       '/:name',
@@ -52,11 +62,24 @@ export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
         if (!written) throw new PlatError('NOT_FOUND', `no secret ${params.name}; create it with plat secret create ${params.name}`);
         return { secret: written };
       },
-      { parse: 'none' },
+      {
+        parse: 'none',
+        params: model.SecretParams,
+        response: { 200: model.Written, ...errors(...ADMIN_ERRORS, 404) },
+        detail: { summary: "Change a secret's value: instances read it on their next start", requestBody: jsonBody(model.SecretValue) },
+      },
     )
-    .delete('/:name', async ({ params }) => {
-      checkName(params.name);
-      if (!(await store.remove(params.name))) throw new PlatError('NOT_FOUND', `no secret ${params.name}`);
-      return { removed: { name: params.name } };
-    });
+    .delete(
+      '/:name',
+      async ({ params }) => {
+        checkName(params.name);
+        if (!(await store.remove(params.name))) throw new PlatError('NOT_FOUND', `no secret ${params.name}`);
+        return { removed: { name: params.name } };
+      },
+      {
+        params: model.SecretParams,
+        response: { 200: model.Removed, ...errors(...ADMIN_ERRORS, 404) },
+        detail: { summary: 'Remove a secret' },
+      },
+    );
 }

@@ -89,6 +89,48 @@ describe('createApp without a live stack', () => {
   });
 });
 
+describe('the OpenAPI document', () => {
+  const temporal = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
+  const { app } = createApp({ temporal, registry: new RegistryApi('127.0.0.1:1'), settings: { ...loadSettings({}), authToken: 'tok' } });
+  type Operation = {
+    parameters?: Array<{ in: string; schema: { pattern?: string } }>;
+    responses?: Record<string, unknown>;
+    requestBody?: unknown;
+  };
+  const documentOf = async () =>
+    (await (await app.handle(new Request('http://localhost/openapi.json'))).json()) as { paths: Record<string, Record<string, Operation>> };
+
+  it('describes every route of the gateway, with answers and patterns for its path parameters', async () => {
+    const { paths } = await documentOf();
+    const documented = new Set(Object.entries(paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)));
+    const routes = app.routes
+      .filter((r) => r.path !== '/openapi.json' && r.method !== 'ALL')
+      .map((r) => `${r.method} ${r.path.replace(/:([^/]+)/g, '{$1}')}`);
+    expect(routes.length).toBeGreaterThan(15);
+    for (const route of routes) expect(documented).toContain(route);
+    expect(documented).toContain('POST /function/{name}/{path}');
+    for (const [path, ops] of Object.entries(paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        expect(Object.keys(op.responses ?? {}).length, `${method} ${path}`).toBeGreaterThan(0);
+        for (const p of op.parameters ?? []) if (p.in === 'path' && !path.endsWith('{path}')) expect(p.schema.pattern, path).toBeString();
+      }
+    }
+    expect(paths['/secrets/{name}']?.post?.requestBody).toBeDefined();
+    expect(paths['/functions']?.post?.requestBody).toBeDefined();
+  });
+
+  it('checks the token before the parameters, and says what is wrong with a parameter in its own words', async () => {
+    const ask = (path: string, token?: string) =>
+      app.handle(new Request(`http://localhost${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} }));
+    expect((await ask('/functions/Bad_Name')).status).toBe(401);
+    const bad = await ask('/functions/Bad_Name', 'tok');
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.message).toContain('name "Bad_Name" is not valid');
+    const version = await ask('/functions/ok/deployments/nope', 'tok');
+    expect((await version.json()).error.message).toContain('"nope" is not a version id');
+  });
+});
+
 describe('Temporal out of reach', () => {
   it('answers 503 PLATFORM_UNAVAILABLE within 2 s, judged from the gRPC status', async () => {
     const settings = { ...loadSettings({}), temporalAddress: `127.0.0.1:${await freePort()}`, authToken: 'tok' };
