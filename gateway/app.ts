@@ -35,6 +35,7 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
   // Only the worker rotates the logs; the gateway appends the events only it sees (a request that timed out).
   const logs = new LogWriter(settings.dataDir, settings.logs, 50, false);
   const invoke = new InvokeService(temporal, functions, settings, metrics, logs);
+  functions.requestsOn = (containerId) => invoke.requestsOn(containerId);
   functions.onChange = (name) => {
     invoke.invalidate(name);
     void policy.invalidate(name);

@@ -25,6 +25,7 @@ export const errorHandling = new Elysia({ name: 'errors' })
       // Tells the platform's own errors apart from a function's answers on invoke routes.
       set.headers['x-plat-error'] = error.code;
       if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';
+      if (error.code === 'TOO_MANY_REQUESTS') set.headers['retry-after'] = '1';
       return error.toJSON();
     }
     switch (code) {

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   VERSION_NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
+  /** A function at its scale.max with its queue full: try again after Retry-After. */
+  TOO_MANY_REQUESTS: 429,
   HEADERS_TOO_LARGE: 431,
   /** nginx's code for a client that went away before the answer; only ever seen in logs. */
   CLIENT_CLOSED_REQUEST: 499,

@@ -32,23 +32,40 @@ export type Access = 'key' | 'public';
 export const ACCESS_MODES: readonly Access[] = ['key', 'public'];
 
 /**
- * How an idle function scales down, in seconds without requests: a running instance is paused
- * (`docker pause`: memory kept, no CPU; the next request resumes it in milliseconds) after
- * `pauseAfter`, and stopped and removed after `stopAfter` in all (the next request cold-starts).
- * `min` instances of the active version are kept running, never paused. 0 turns a rule off.
+ * How a function scales. Out, on concurrency: an instance takes `concurrency` requests at once; when
+ * every instance is at it, the gateway starts another, up to `max`, and up to `queue` requests wait
+ * for a free place beyond what the instances (running and starting) take; past that, 429. In, when
+ * idle, in seconds without requests: a running instance is paused (`docker pause`: memory kept, no
+ * CPU; the next request resumes it in milliseconds) after `pauseAfter`, and stopped and removed
+ * after `stopAfter` in all (the next request cold-starts). `min` instances of the active version are
+ * kept running, never paused. 0 turns an idle rule off.
  */
 export interface ScaleConfig {
   min: number;
   pauseAfter: number;
   stopAfter: number;
+  concurrency: number;
+  max: number;
+  queue: number;
 }
 
-export const SCALE_DEFAULTS: ScaleConfig = { min: 0, pauseAfter: 30, stopAfter: 600 };
+export const SCALE_DEFAULTS: ScaleConfig = { min: 0, pauseAfter: 30, stopAfter: 600, concurrency: 100, max: 10, queue: 100 };
 /**
- * Bounds of the idle rules. The gateways report use every few seconds (USAGE_REPORT_MS), so a rule
- * shorter than 5 s could pause an instance between two requests of a steady stream.
+ * Bounds of the scale rules. The gateways report use every few seconds (USAGE_REPORT_MS), so an idle
+ * rule shorter than 5 s could pause an instance between two requests of a steady stream.
  */
-export const SCALE_LIMITS = { min: { min: 0, max: 10 }, idle: { min: 5, max: 7 * 24 * 3600 } } as const;
+export const SCALE_LIMITS = {
+  min: { min: 0, max: 10 },
+  idle: { min: 5, max: 7 * 24 * 3600 },
+  concurrency: { min: 1, max: 10_000 },
+  max: { min: 1, max: 100 },
+  queue: { min: 0, max: 10_000 },
+} as const;
+
+/** A version's scale rules with the defaults of fields it was deployed without (versions older than them). */
+export function scaleOf(config: { scale?: Partial<ScaleConfig> } | undefined): ScaleConfig {
+  return { ...SCALE_DEFAULTS, ...config?.scale };
+}
 
 export const CONFIG_DEFAULTS = { memory: 256, cpu: 1, timeout: 30 } as const;
 export const CONFIG_LIMITS = {
@@ -170,7 +187,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
 function scaleField(raw: unknown, problems: string[]): ScaleConfig {
   if (raw === undefined) return { ...SCALE_DEFAULTS };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    problems.push('scale must be an object such as { "min": 0, "pauseAfter": 30, "stopAfter": 600 }');
+    problems.push('scale must be an object such as { "min": 0, "max": 10, "concurrency": 100, "pauseAfter": 30, "stopAfter": 600 }');
     return { ...SCALE_DEFAULTS };
   }
   const input = raw as Record<string, unknown>;
@@ -186,6 +203,11 @@ function scaleField(raw: unknown, problems: string[]): ScaleConfig {
   };
   const { min, idle } = SCALE_LIMITS;
   whole('min', (n) => n >= min.min && n <= min.max, `a whole number from ${min.min} to ${min.max}`);
+  for (const key of ['concurrency', 'max', 'queue'] as const) {
+    const { min: low, max: high } = SCALE_LIMITS[key];
+    whole(key, (n) => n >= low && n <= high, `a whole number from ${low} to ${high}`);
+  }
+  if (scale.min > scale.max) problems.push(`scale.min (${scale.min}) must not be more than scale.max (${scale.max})`);
   const idleRule = `0 (never) or whole seconds from ${idle.min} to ${idle.max}`;
   const idleOk = (n: number) => n === 0 || (n >= idle.min && n <= idle.max);
   whole('pauseAfter', idleOk, idleRule);

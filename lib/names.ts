@@ -25,7 +25,8 @@ export const workflowIds = {
   entity: (fn: string) => `function/${fn}`,
   deploy: (fn: string, version: string) => `deploy/${fn}/${version}`,
   /** One per function and version: concurrent first requests for a version share its start. */
-  coldStart: (fn: string, version: string) => `coldstart/${fn}/${version}`,
+  /** The first instance's start, or the start that brings the version to `slot` instances (shared by gateways that want the same). */
+  coldStart: (fn: string, version: string, slot = 1) => (slot > 1 ? `coldstart/${fn}/${version}/${slot}` : `coldstart/${fn}/${version}`),
   /** The registry's garbage collection: a Temporal Schedule (and its runs) per platform (task queue). */
   registryGc: (taskQueue: string) => `registry-gc/${taskQueue}`,
 };

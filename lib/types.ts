@@ -31,6 +31,8 @@ export interface Instance {
   lastUsedAt: string;
   /** What it uses now: only in `GET /functions/:name?usage=true` (read from the engine then). */
   usage?: InstanceUsage;
+  /** The answering gateway's requests on it now: only in `GET /functions/:name` (each gateway counts its own). */
+  inFlight?: number;
 }
 
 /** Containers a switch replaced, stopped once the drain ends. */
@@ -88,7 +90,10 @@ export interface VersionSummary {
 }
 
 /** What the entity answers a started instance: it serves, or its container was removed. */
-export type InstanceOutcome = { accepted: true } | { accepted: false; reason: 'removed' | 'superseded'; activeVersion?: string };
+export type InstanceOutcome =
+  | { accepted: true }
+  /** `full`: the version runs `scale.max` instances already (another gateway started them). */
+  | { accepted: false; reason: 'removed' | 'superseded' | 'full'; activeVersion?: string };
 
 export const DEPLOY_STEPS = ['package', 'build', 'push', 'register'] as const;
 export type DeployStep = (typeof DEPLOY_STEPS)[number];
@@ -128,6 +133,12 @@ export interface ColdStartInput {
   version: FunctionVersion;
   /** A start for the version's preview URL (`NAME@VERSION`), which may be any kept version, not only the active one. */
   preview?: boolean;
+  /**
+   * The number of instances this start brings the version to, as the gateway saw it: 1 (or absent) is
+   * the first, which may take over a running container the entity does not list; more is a scale-out,
+   * always a new container.
+   */
+  slot?: number;
 }
 
 /** Events the gateway streams while a deploy runs (`POST /functions?wait=true`), one JSON per line. */

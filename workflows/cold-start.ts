@@ -12,17 +12,27 @@ const { reportInstance } = proxyActivities<Activities>(temporalCall);
 export const START_TIMEOUT_MS = 30_000;
 
 /**
- * coldstart/<fn>/<version>: started by the gateway with the "use existing" conflict policy, so any
- * number of concurrent first requests for a version share one run and one container start. The entity has the last word:
- * a start that a deploy or a removal overtook is refused, and its container removed.
+ * coldstart/<fn>/<version>[/<slot>]: started by the gateway with the "use existing" conflict policy, so any
+ * number of concurrent first requests for a version share one run and one container start, and
+ * gateways that scale out to the same count share the start that gets there. The entity has the last
+ * word: a start that a deploy or a removal overtook, or one past the version's `scale.max`, is
+ * refused, and its container removed.
  */
-export async function coldStart({ name, version, preview = false }: ColdStartInput): Promise<Instance> {
+export async function coldStart({ name, version, preview = false, slot = 1 }: ColdStartInput): Promise<Instance> {
   // A container may already run that the entity does not list (its report was lost, or the
-  // gateway restarted): it is reported like a new one.
-  const instance = (await findInstance({ name, version: version.version })) ?? (await startInstance(name, version));
+  // gateway restarted): it is reported like a new one. A scale-out wants another container.
+  const found = slot > 1 ? null : await findInstance({ name, version: version.version });
+  const instance = found ?? (await startInstance(name, version));
   const outcome = await reportInstance({ name, instance, preview });
   if (outcome.accepted) return instance;
   if (outcome.reason === 'removed') throw removedWhileStarting(name);
+  if (outcome.reason === 'full') {
+    throw ApplicationFailure.create({
+      type: 'ScaleLimit',
+      message: `${version.version} of ${name} runs scale.max instances already`,
+      nonRetryable: true,
+    });
+  }
   throw ApplicationFailure.create({
     type: 'VersionSuperseded',
     message: `${version.version} of ${name} was replaced by ${outcome.activeVersion} while it started`,

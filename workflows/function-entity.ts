@@ -13,7 +13,7 @@ import {
 } from '@temporalio/workflow';
 import { Mutex } from 'async-mutex';
 import type { Activities } from '../activities';
-import { SCALE_DEFAULTS, type ScaleConfig } from '../lib/function-config';
+import { SCALE_DEFAULTS, type ScaleConfig, scaleOf as withDefaults } from '../lib/function-config';
 import { SEARCH_ATTRIBUTES } from '../lib/names';
 import { DRAIN_MS } from '../lib/settings';
 import type { FunctionState, FunctionVersion, Instance, RegisterOutcome, Retirement, RollbackOutcome } from '../lib/types';
@@ -78,7 +78,7 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
   setHandler(describeQuery, () => state);
 
   const versionOf = (id: string | undefined) => state.versions.find((v) => v.version === id);
-  const scaleOf = (version: string): ScaleConfig => versionOf(version)?.config.scale ?? SCALE_DEFAULTS;
+  const scaleOf = (version: string): ScaleConfig => withDefaults(versionOf(version)?.config);
   const now = () => new Date().toISOString();
 
   /** Stops the containers a switch replaced once the drain is over; retried while the engine is away. */
@@ -263,7 +263,15 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
         await removeContainer({ containerId: instance.containerId });
         return { accepted: false, reason: 'superseded', activeVersion: state.activeVersion } as const;
       }
-      if (!state.instances.some((i) => i.containerId === instance.containerId)) state.instances.push(instance);
+      if (!state.instances.some((i) => i.containerId === instance.containerId)) {
+        // Gateways scale out on what they see; the entity holds the version to its max, whatever they saw.
+        const running = state.instances.filter((i) => i.version === instance.version).length;
+        if (running >= scaleOf(instance.version).max) {
+          await removeContainer({ containerId: instance.containerId });
+          return { accepted: false, reason: 'full' } as const;
+        }
+        state.instances.push(instance);
+      }
       changes++;
       return { accepted: true } as const;
     }),

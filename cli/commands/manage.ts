@@ -1,3 +1,4 @@
+import { scaleOf } from '../../lib/function-config';
 import type { FunctionState, FunctionSummary } from '../../lib/types';
 import type { Api } from '../api';
 import { style, table } from '../output';
@@ -17,6 +18,7 @@ export async function describe(api: Api, name: string, json: boolean, usage = fa
   );
   if (json) return JSON.stringify(fn, null, 2);
   const active = fn.versions.find((v) => v.version === fn.activeVersion);
+  const scale = active ? scaleOf(active.config) : undefined;
   const lines = [
     `${style.bold(fn.name)}`,
     `  runtime    ${active?.config.runtime ?? '-'}`,
@@ -24,11 +26,11 @@ export async function describe(api: Api, name: string, json: boolean, usage = fa
     `  image      ${active?.image ?? '-'}`,
     `  limits     ${active ? `${active.config.memory} MiB, ${active.config.cpu} CPU, ${active.config.timeout} s per request` : '-'}`,
     `  endpoint   ${api.url(`/function/${fn.name}`)}`,
-    `  scale      ${active ? `min ${active.config.scale.min}, paused after ${idle(active.config.scale.pauseAfter)}, stopped after ${idle(active.config.scale.stopAfter)} without requests` : '-'}`,
+    `  scale      ${scale ? `${scale.min} to ${scale.max} instances of ${scale.concurrency} requests each, ${scale.queue} more queued; paused after ${idle(scale.pauseAfter)}, stopped after ${idle(scale.stopAfter)} without requests` : '-'}`,
     `  instances  ${fn.instances.length === 0 ? 'none (the next request starts one)' : ''}`,
     ...fn.instances.map(
       (i) =>
-        `    ${i.containerId.slice(0, 12)}  ${i.version}${i.version === fn.activeVersion ? '' : style.dim(' (preview)')}  ${i.state === 'paused' ? style.yellow('paused') : style.green('running')}  last used ${i.lastUsedAt}${usageText(i.usage)}`,
+        `    ${i.containerId.slice(0, 12)}  ${i.version}${i.version === fn.activeVersion ? '' : style.dim(' (preview)')}  ${i.state === 'paused' ? style.yellow('paused') : style.green('running')}  ${i.inFlight ?? 0} in flight  last used ${i.lastUsedAt}${usageText(i.usage)}`,
     ),
     '',
     table([

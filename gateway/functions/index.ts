@@ -80,7 +80,11 @@ export function functionsRoutes(service: FunctionsService, checkToken: TokenChec
       async ({ params, query }) => {
         const { keys, ...state } = await service.get(params.name);
         // Keys are listed by id and time only: never their hashes.
-        const shown = { ...state, keys: (keys ?? []).map(({ id, createdAt }) => ({ id, createdAt })) };
+        const shown = {
+          ...state,
+          instances: state.instances.map((i) => ({ ...i, inFlight: service.requestsOn(i.containerId) })),
+          keys: (keys ?? []).map(({ id, createdAt }) => ({ id, createdAt })),
+        };
         if (query.usage === 'true' || query.usage === '1') return { function: await service.withUsage(shown) };
         return { function: shown };
       },

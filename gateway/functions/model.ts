@@ -18,7 +18,17 @@ export const FunctionConfig = t.Object(
     memory: t.Number({ description: 'MiB' }),
     cpu: t.Number({ description: 'cores' }),
     timeout: t.Number({ description: 'seconds per request' }),
-    scale: t.Object({ min: t.Number(), pauseAfter: t.Number(), stopAfter: t.Number() }, { additionalProperties: true }),
+    scale: t.Object(
+      {
+        min: t.Number(),
+        pauseAfter: t.Number(),
+        stopAfter: t.Number(),
+        concurrency: t.Optional(t.Number()),
+        max: t.Optional(t.Number()),
+        queue: t.Optional(t.Number()),
+      },
+      { additionalProperties: true },
+    ),
     access: t.Optional(t.Union([t.Literal('key'), t.Literal('public')])),
     secrets: t.Optional(t.Array(t.String())),
     network: t.Optional(t.Literal('none')),
@@ -44,6 +54,7 @@ export const Instance = t.Object({
   state: t.Union([t.Literal('running'), t.Literal('paused')]),
   lastUsedAt: Time,
   usage: t.Optional(t.Object({ memoryBytes: t.Number(), memoryLimitBytes: t.Number(), cpuPercent: t.Number() })),
+  inFlight: t.Optional(t.Number({ description: "The answering gateway's requests on it now (each gateway counts its own)" })),
 });
 
 export const FunctionState = t.Object({

@@ -33,6 +33,8 @@ const WORKER_HINT_MS = 10_000;
  * (entity workflows, visibility), sources go to the registry. Holds no state of its own.
  */
 export class FunctionsService {
+  /** This gateway's requests on a container now (the invoke service's count), for describe. */
+  requestsOn: (containerId: string) => number = () => 0;
   /** Called when a function's serving version may have changed (deploy finished, removal). */
   onChange: (name: string) => void = () => {};
   /** Told when a deploy this gateway started ends (for the deploy metrics). */

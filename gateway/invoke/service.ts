@@ -4,6 +4,7 @@ import { PlatError } from '../../lib/errors';
 import type { PlatformEvent } from '../../lib/events';
 import { type LogWriter, platformRecord } from '../../lib/logs';
 import { functionNameProblem, INSTANCE_HEADER, REFUSED_HEADER, VERSION_PATTERN, workflowIds } from '../../lib/names';
+import { scaleOf } from '../../lib/function-config';
 import { ROUTE_REVALIDATE_MS, type Settings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
 import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions';
@@ -14,22 +15,11 @@ import { toDownstreamHeaders, toUpstreamHeaders } from './headers';
 import type { GatewayMetrics, StartKind } from '../metrics';
 import { acceptsConnections } from './liveness';
 import { REQUEST_ID_HEADER, takeRequestIdHeader } from './request-id';
+import { Pool, type Route, type Wake } from './pool';
 import { UsageReports } from './usage';
 import { resumeContainer } from './worker-link';
 
-/** Where the gateway sends a function's requests: one live instance of its active version, or of the version its preview URL names. */
-export interface Route {
-  /** The table's key: `name`, or `name@version` for a preview URL. */
-  key: string;
-  name: string;
-  version: string;
-  preview: boolean;
-  containerId: string;
-  /** Sent with every request; the runtime refuses a request meant for another instance. */
-  instanceId: string;
-  url: string;
-  timeoutMs: number;
-}
+export type { Route } from './pool';
 
 /** How often a request still waiting for its answer checks that its container is still there. */
 const LIVENESS_MS = 1000;
@@ -87,20 +77,24 @@ export function parseTarget(target: string): { name: string; version?: string } 
 }
 
 /**
- * The data plane. Warm requests use the in-memory route table and never touch Temporal; a miss reads
- * the function's entity and, when no instance is live, runs the cold-start workflow (id
- * coldstart/<fn>/<version>, "use existing": concurrent misses share one start). The table is only a
- * cache: the worker's events (onEvent) drop routes the moment a container dies or a version
- * switches, it is re-read from the entities every few seconds in case an event was missed, and it is
- * rebuilt from them after a restart. A route names its instance, so even a stale one cannot reach
- * another function: the runtime refuses it (421) and the route is dropped. A paused instance is
- * resumed by the worker on this host before its request is sent; which instances served requests is
- * told to their entities in batches (usage.ts), for the idle rules.
+ * The data plane. Each function (and each preview URL) has a pool of the instances of its version
+ * (pool.ts): a warm request takes a place on the instance with the fewest requests and never touches
+ * Temporal. A request that finds every instance at its `scale.concurrency` waits, and has another
+ * instance started, up to `scale.max`, through the cold-start workflow (id
+ * coldstart/<fn>/<version>[/<n>], "use existing": the requests and gateways that want the same start
+ * share it); up to `scale.queue` more wait for a place, and past that get 429. The pools are only a
+ * cache of the entities: the worker's events (onEvent) drop an instance the moment its container
+ * dies and a pool when its version switches, they are re-read from the entities every few seconds
+ * (which is how gateways learn of each other's instances), and rebuilt from them after a restart.
+ * A route names its instance, so even a stale one cannot reach another function: the runtime refuses
+ * it (421) and the instance is dropped. A paused instance is resumed by the worker on this host
+ * before its request is sent; which instances served requests is told to their entities in batches
+ * (usage.ts), for the idle rules.
  */
 export class InvokeService {
-  private readonly routes = new Map<string, Route>();
-  /** Route look-ups under way, one per key; `cold` tells the requests that waited on one that it started an instance. */
-  private readonly resolving = new Map<string, Promise<{ route: Route; cold: boolean }>>();
+  private readonly pools = new Map<string, Pool>();
+  /** Pool look-ups under way, one per key. */
+  private readonly loading = new Map<string, Promise<Pool>>();
   /** Liveness probes in flight, one per container however many requests wait on it. */
   private readonly probes = new Map<string, Promise<boolean>>();
   /** Containers known to be gone, and when that was learnt. */
@@ -130,9 +124,23 @@ export class InvokeService {
     this.usage = new UsageReports(temporal);
   }
 
-  /** Drops the function's routes: its active one and its previews. */
+  /** Drops the function's pools: its active one and its previews. Requests waiting in them look again. */
   invalidate(name: string): void {
-    for (const key of this.routes.keys()) if (key === name || key.startsWith(`${name}@`)) this.routes.delete(key);
+    for (const key of [...this.pools.keys()]) if (key === name || key.startsWith(`${name}@`)) this.drop(key);
+  }
+
+  private drop(key: string): void {
+    const pool = this.pools.get(key);
+    this.pools.delete(key);
+    pool?.wakeAll();
+  }
+
+  /** This gateway's requests on a container now (`plat describe` shows them by instance). */
+  requestsOn(containerId: string): number {
+    let count = 0;
+    for (const pool of this.pools.values())
+      for (const route of pool.instances) if (route.containerId === containerId) count += route.active;
+    return count;
   }
 
   /** What the worker on this host pushes (see lib/events.ts). */
@@ -145,7 +153,7 @@ export class InvokeService {
         this.forget(event.containerId, event.at);
         break;
       case 'function-changed':
-        this.routes.delete(event.name);
+        this.drop(event.name);
         break;
       case 'instance-paused':
         this.paused.add(event.containerId);
@@ -166,7 +174,10 @@ export class InvokeService {
   forget(containerId: string, diedAt?: number): void {
     this.gone.set(containerId, Date.now());
     this.paused.delete(containerId);
-    for (const [key, route] of this.routes) if (route.containerId === containerId) this.routes.delete(key);
+    for (const pool of [...this.pools.values()]) {
+      // A pool left with nothing running or starting is read again from the entity by its next request.
+      if (pool.remove(containerId) && pool.instances.length === 0 && pool.starting === 0) this.drop(pool.key);
+    }
     if (diedAt === undefined) return;
     for (const exchange of this.inFlight.get(containerId) ?? []) {
       exchange.neverReached = exchange.startedAt > diedAt;
@@ -186,39 +197,61 @@ export class InvokeService {
     this.usage.stop();
   }
 
-  /** Drops routes whose function changed version, lost the instance, or was removed. */
+  /**
+   * Brings each pool in line with its entity: instances other gateways started join, those gone
+   * leave, and a pool whose version is no longer the active one (or whose function was removed) is
+   * dropped.
+   */
   private async revalidate(): Promise<void> {
     const now = Date.now();
     for (const [containerId, at] of this.gone) if (now - at > GONE_REMEMBERED_MS) this.gone.delete(containerId);
-    await Promise.all(
-      [...this.routes.values()].map(async (route) => {
-        const state = await this.functions
-          .get(route.name)
-          .catch((error) => (error instanceof PlatError && error.code === 'FUNCTION_NOT_FOUND' ? null : undefined));
-        if (state === undefined) return; // Temporal unreachable: keep serving what we know
-        const instance = state?.instances.find((i) => i.containerId === route.containerId);
-        const live = instance !== undefined && (route.preview || state?.activeVersion === route.version);
-        if (instance?.state === 'paused') this.paused.add(instance.containerId);
-        if (!live && this.routes.get(route.key) === route) this.routes.delete(route.key);
-      }),
-    );
+    await Promise.all([...this.pools.values()].map((pool) => this.refresh(pool)));
   }
 
-  async route(key: string, exclude?: string, trace?: Trace): Promise<Route> {
-    const cached = this.routes.get(key);
-    if (cached && cached.containerId !== exclude) return cached;
-    let pending = this.resolving.get(key);
-    if (!pending) {
-      pending = this.resolve(key, exclude).finally(() => this.resolving.delete(key));
-      this.resolving.set(key, pending);
+  private async refresh(pool: Pool): Promise<void> {
+    const state = await this.functions
+      .get(pool.name)
+      .catch((error) => (error instanceof PlatError && error.code === 'FUNCTION_NOT_FOUND' ? null : undefined));
+    if (state === undefined) return; // Temporal unreachable: keep serving what we know
+    if (this.pools.get(pool.key) !== pool) return;
+    if (state === null || (!pool.preview && state.activeVersion !== pool.version)) {
+      this.drop(pool.key);
+      return;
     }
-    const { route, cold } = await pending;
-    // Every request that waited on a cold start was a cold one.
-    if (trace && cold) trace.start = 'cold';
-    return route;
+    const live = state.instances.filter((i) => i.version === pool.version && !this.gone.has(i.containerId));
+    for (const route of [...pool.instances]) if (!live.some((i) => i.containerId === route.containerId)) pool.remove(route.containerId);
+    for (const instance of live) this.join(pool, instance);
   }
 
-  private async resolve(key: string, exclude?: string, superseded = false): Promise<{ route: Route; cold: boolean }> {
+  /** An instance of the entity's joins the pool (no-op when it is in already). */
+  private join(pool: Pool, instance: Instance): void {
+    if (instance.state === 'paused') this.paused.add(instance.containerId);
+    pool.add({
+      key: pool.key,
+      name: pool.name,
+      version: pool.version,
+      preview: pool.preview,
+      containerId: instance.containerId,
+      instanceId: instance.instanceId,
+      url: instance.url,
+      timeoutMs: pool.timeoutMs,
+      active: 0,
+    });
+  }
+
+  /** The pool of `name` or `name@version`, read from the entity once however many requests ask. */
+  private pool(key: string): Pool | Promise<Pool> {
+    const known = this.pools.get(key);
+    if (known) return known;
+    let pending = this.loading.get(key);
+    if (!pending) {
+      pending = this.load(key).finally(() => this.loading.delete(key));
+      this.loading.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async load(key: string): Promise<Pool> {
     const { name, version: asked } = parseTarget(key);
     const state: FunctionState = await this.functions.get(name);
     const preview = asked !== undefined;
@@ -227,42 +260,87 @@ export class InvokeService {
       throw new PlatError('VERSION_NOT_FOUND', `function ${name} has no version ${asked}; see plat versions ${name}`);
     }
     if (!target) throw new PlatError('NO_ACTIVE_VERSION', `function ${name} has no deployed version yet`);
-    const candidates = state.instances.filter(
-      (i) => i.version === target.version && i.containerId !== exclude && !this.gone.has(i.containerId),
-    );
-    // A running instance first, then the most recently used: a paused one costs a resume.
-    const live = candidates.sort(
-      (a, b) => Number(b.state === 'running') - Number(a.state === 'running') || b.lastUsedAt.localeCompare(a.lastUsedAt),
-    )[0];
-    const instance = live ?? (await this.coldStart(name, target, preview));
-    // A deploy switched versions while this start ran: its container was refused, so route again, once.
-    if (instance === 'superseded') {
-      if (superseded) throw new PlatError('COLD_START_FAILED', `function ${name} changed versions twice while it started; try again`);
-      return { route: (await this.resolve(key, exclude, true)).route, cold: true };
-    }
-    if (instance.state === 'paused') this.paused.add(instance.containerId);
-    const route: Route = {
-      key,
-      name,
-      version: target.version,
-      preview,
-      containerId: instance.containerId,
-      instanceId: instance.instanceId,
-      url: instance.url,
-      timeoutMs: target.config.timeout * 1000,
-    };
-    this.routes.set(key, route);
-    return { route, cold: live === undefined };
+    const pool = new Pool(key, name, target, preview, target.config.timeout * 1000, scaleOf(target.config));
+    // Running instances first, then the most recently used: a paused one costs a resume.
+    const instances = state.instances
+      .filter((i) => i.version === target.version && !this.gone.has(i.containerId))
+      .sort((a, b) => Number(b.state === 'running') - Number(a.state === 'running') || b.lastUsedAt.localeCompare(a.lastUsedAt));
+    for (const instance of instances) this.join(pool, instance);
+    this.pools.set(key, pool);
+    return pool;
   }
 
-  private async coldStart(name: string, version: FunctionVersion, preview: boolean): Promise<Instance | 'superseded'> {
+  /**
+   * A place for one request: on the least busy instance with room, or, when none has, after waiting
+   * for one (an instance this starts, or a request that ends). 429 when the pool is at its max and
+   * its queue is full.
+   */
+  private async place(key: string, trace: Trace, signal: AbortSignal): Promise<Route> {
+    for (let round = 0; ; round++) {
+      const known = this.pools.get(key);
+      const pool = known ?? (await this.pool(key));
+      const place = pool.acquire();
+      if (place) return place;
+      const atMax = pool.instances.length + pool.starting >= pool.scale.max;
+      if (atMax && pool.full()) {
+        throw new PlatError(
+          'TOO_MANY_REQUESTS',
+          `function ${pool.name} is at its limit: ${pool.scale.max} instance(s) of ${pool.scale.concurrency} request(s) each, and ${pool.scale.queue} waiting; try again shortly, or raise scale.max or scale.queue`,
+        );
+      }
+      if (round > 20) throw new PlatError('COLD_START_FAILED', `function ${pool.name} kept changing while this request waited; try again`);
+      const waiter = pool.wait();
+      if (pool.wantsInstance()) this.scaleOut(pool);
+      if (pool.starting > 0) trace.start = 'cold';
+      const wake = await waitFor(waiter, signal, atMax ? pool.timeoutMs : undefined, pool.name);
+      if (wake instanceof Error) throw wake;
+      if (wake !== 'again') return wake;
+    }
+  }
+
+  /**
+   * Starts one more instance for the pool's waiting requests: the start that brings the version to
+   * the pool's count plus one, shared with any gateway that wants the same.
+   */
+  private scaleOut(pool: Pool): void {
+    pool.starting++;
+    const slot = pool.instances.length + pool.starting;
+    void this.coldStart(pool.name, pool.target, pool.preview, slot).then(
+      (outcome) => {
+        pool.starting--;
+        if (outcome === 'superseded') {
+          // A deploy switched versions while this start ran: its container was refused; look again.
+          if (this.pools.get(pool.key) === pool) this.drop(pool.key);
+          else pool.wakeAll();
+        } else if (outcome === 'full') {
+          // Other gateways' instances fill the version: take them in, then the waiting requests look again.
+          void this.refresh(pool).finally(() => pool.wakeAll());
+        } else {
+          this.join(pool, outcome);
+          if (pool.wantsInstance()) this.scaleOut(pool);
+        }
+      },
+      (error: unknown) => {
+        pool.starting--;
+        if (pool.instances.length === 0 && pool.starting === 0) pool.fail(error instanceof Error ? error : new Error(String(error)));
+        else pool.wakeAll();
+      },
+    );
+  }
+
+  protected async coldStart(
+    name: string,
+    version: FunctionVersion,
+    preview: boolean,
+    slot: number,
+  ): Promise<Instance | 'superseded' | 'full'> {
     const started = performance.now();
     try {
       const handle = await within(this.temporal, CONTROL_READ_MS, () =>
         this.temporal.workflow.start(WORKFLOW_TYPES.coldStart, {
-          workflowId: workflowIds.coldStart(name, version.version),
+          workflowId: workflowIds.coldStart(name, version.version, slot),
           taskQueue: this.settings.taskQueue,
-          args: [{ name, version, preview }],
+          args: [{ name, version, preview, slot }],
           workflowIdConflictPolicy: 'USE_EXISTING',
         }),
       );
@@ -272,6 +350,7 @@ export class InvokeService {
     } catch (error) {
       const cause = rootCause(error);
       if (cause instanceof ApplicationFailure && cause.type === 'VersionSuperseded') return 'superseded';
+      if (cause instanceof ApplicationFailure && cause.type === 'ScaleLimit') return 'full';
       throw toPlatError(error, 'COLD_START_FAILED', `function ${name} not found`);
     }
   }
@@ -360,7 +439,7 @@ export class InvokeService {
     const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
     const body = await bodyToSend(request);
     trace.start = 'warm';
-    let route = this.routes.get(target) ?? (await this.route(target, undefined, trace));
+    let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, request.signal));
     const name = route.name;
     for (let attempt = 0; ; attempt++) {
       let failure: string;
@@ -371,7 +450,13 @@ export class InvokeService {
         const resumed = this.paused.has(route.containerId) ? this.resume(route.containerId, route.name) : undefined;
         if (resumed && trace.start === 'warm') trace.start = 'resumed';
         trace.route = route;
-        const response = await this.forward(route, request, body, headers, pathAndQuery, resumed);
+        let response: Response;
+        try {
+          response = await this.forward(route, request, body, headers, pathAndQuery, resumed);
+        } finally {
+          // The place is taken until the answer's headers arrive; a streamed body does not hold it.
+          this.release(route);
+        }
         if (!isRefusal(response)) {
           toDownstreamHeaders(response.headers);
           this.usage.record(route.name, route.containerId);
@@ -397,8 +482,14 @@ export class InvokeService {
           `function ${name} did not answer (${failure}); its instance is being replaced, try again`,
         );
       }
-      route = await this.route(target, route.containerId, trace);
+      route = await this.place(target, trace, request.signal);
     }
+  }
+
+  private release(route: Route): void {
+    const pool = this.pools.get(route.key);
+    if (pool) pool.release(route);
+    else route.active--;
   }
 
   /** Tells the function's entity that an instance stopped answering, so no one is routed to it again. */
@@ -476,6 +567,41 @@ export class InvokeService {
     }
     return probe;
   }
+}
+
+/**
+ * A waiting request's wake-up, or its end: the client went away (499), or it waited in a full
+ * pool's queue longer than the function's timeout (504).
+ */
+function waitFor(
+  waiter: { promise: Promise<Wake>; cancel: () => void },
+  signal: AbortSignal,
+  timeoutMs: number | undefined,
+  name: string,
+): Promise<Wake> {
+  if (signal.aborted) {
+    waiter.cancel();
+    return Promise.resolve(new PlatError('CLIENT_CLOSED_REQUEST', `the client went away while it waited for ${name}`));
+  }
+  return new Promise<Wake>((resolve) => {
+    const end = (wake: Wake) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', abort);
+      waiter.cancel();
+      resolve(wake);
+    };
+    const abort = () => end(new PlatError('CLIENT_CLOSED_REQUEST', `the client went away while it waited for ${name}`));
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () =>
+              end(new PlatError('UPSTREAM_TIMEOUT', `function ${name} had no free instance within its timeout of ${timeoutMs / 1000} s`)),
+            timeoutMs,
+          );
+    signal.addEventListener('abort', abort, { once: true });
+    waiter.promise.then(end);
+  });
 }
 
 /** The runtime's answer to a request meant for another instance (see lib/names.ts). */

@@ -18,7 +18,7 @@ describe('validateFunctionConfig', () => {
       memory: 512,
       cpu: 0.5,
       timeout: 60,
-      scale: { min: 1, pauseAfter: 0, stopAfter: 3600 },
+      scale: { min: 1, pauseAfter: 0, stopAfter: 3600, concurrency: 8, max: 3, queue: 0 },
       access: 'public' as const,
     };
     expect(validateFunctionConfig(raw)).toEqual({ ok: true, config: raw });
@@ -73,9 +73,20 @@ describe('validateFunctionConfig', () => {
     expect(validateFunctionConfig({ name: 'fits', env: { A: 'x'.repeat(30_000) } }).ok).toBe(true);
   });
 
-  it('fills in the idle rules a scale object leaves out', () => {
+  it('fills in the scale rules a scale object leaves out', () => {
     const result = validateFunctionConfig({ name: 'idle', scale: { pauseAfter: 10 } });
-    expect(result.ok && result.config.scale).toEqual({ min: 0, pauseAfter: 10, stopAfter: 600 });
+    expect(result.ok && result.config.scale).toEqual({ min: 0, pauseAfter: 10, stopAfter: 600, concurrency: 100, max: 10, queue: 100 });
+  });
+
+  it.each([
+    [{ concurrency: 0 }, 'scale.concurrency must be a whole number from 1'],
+    [{ max: 101 }, 'scale.max must be a whole number from 1 to 100'],
+    [{ queue: -1 }, 'scale.queue must be a whole number from 0'],
+    [{ min: 3, max: 2 }, 'scale.min (3) must not be more than scale.max (2)'],
+  ])('refuses scale %p', (scale, message) => {
+    const result = validateFunctionConfig({ name: 'scaled', scale });
+    expect(result.ok).toBe(false);
+    expect(result.ok ? '' : describeProblems(result.problems)).toContain(message);
   });
 
   test.each([
@@ -83,8 +94,8 @@ describe('validateFunctionConfig', () => {
     [{ pauseAfter: 2 }, 'scale.pauseAfter must be 0 (never) or whole seconds from 5 to 604800 (got 2)'],
     [{ stopAfter: 1.5 }, 'scale.stopAfter must be 0 (never) or whole seconds from 5 to 604800 (got 1.5)'],
     [{ pauseAfter: 60, stopAfter: 30 }, 'scale.stopAfter (30) must not be shorter than scale.pauseAfter (60)'],
-    [{ idleAfter: 5 }, 'unknown field "scale.idleAfter" (known: min, pauseAfter, stopAfter)'],
-    ['fast', 'scale must be an object such as { "min": 0, "pauseAfter": 30, "stopAfter": 600 }'],
+    [{ idleAfter: 5 }, 'unknown field "scale.idleAfter" (known: min, pauseAfter, stopAfter, concurrency, max, queue)'],
+    ['fast', 'scale must be an object such as { "min": 0, "max": 10, "concurrency": 100, "pauseAfter": 30, "stopAfter": 600 }'],
   ])('refuses scale %p', (scale, problem) => {
     const result = validateFunctionConfig({ name: 'idle', scale });
     expect(!result.ok && result.problems).toEqual([problem]);

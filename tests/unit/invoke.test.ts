@@ -5,11 +5,12 @@ import { afterAll, describe, expect, it } from 'bun:test';
 import { gzipSync } from 'node:zlib';
 import { Client, Connection } from '@temporalio/client';
 import type { FunctionsService } from '../../gateway/functions/service';
+import { Pool, type Route } from '../../gateway/invoke/pool';
 import { InvokeService } from '../../gateway/invoke/service';
 import { PlatError } from '../../lib/errors';
 import { loadSettings } from '../../lib/settings';
 import { SCALE_DEFAULTS } from '../../lib/function-config';
-import type { FunctionState, Instance } from '../../lib/types';
+import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
 
 // The proxy's own logic against a real HTTP server standing in for a function's container. The
 // entity is a stub that counts lookups: a lookup is what a dropped route costs (a Temporal query,
@@ -259,5 +260,130 @@ describe('a container the worker reports dead', () => {
     invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'exited with code 137', at: Date.now() });
     release();
     expect(((await pending) as PlatError).code).toBe('UPSTREAM_UNAVAILABLE');
+  });
+});
+
+describe('a pool of instances', () => {
+  const route = (containerId: string): Route => ({
+    key: 'fn',
+    name: 'fn',
+    version: 'v1',
+    preview: false,
+    containerId,
+    instanceId: containerId,
+    url: 'http://unused',
+    timeoutMs: 1000,
+    active: 0,
+  });
+  const version = { version: 'v1' } as FunctionVersion;
+
+  it('places a request on the instance with the fewest requests, never past its concurrency', () => {
+    const pool = new Pool('fn', 'fn', version, false, 1000, { concurrency: 2, max: 2, queue: 0 });
+    pool.add(route('a'));
+    pool.add(route('b'));
+    const placed = [pool.acquire(), pool.acquire(), pool.acquire(), pool.acquire()].map((r) => r?.containerId);
+    expect(placed.sort()).toEqual(['a', 'a', 'b', 'b']);
+    expect(pool.acquire()).toBeUndefined();
+  });
+
+  it('hands a freed place to the request that waited longest', async () => {
+    const pool = new Pool('fn', 'fn', version, false, 1000, { concurrency: 1, max: 1, queue: 5 });
+    pool.add(route('a'));
+    const first = pool.acquire() as Route;
+    const [one, two] = [pool.wait(), pool.wait()];
+    pool.release(first);
+    expect(((await one.promise) as Route).containerId).toBe('a');
+    expect(pool.waiting).toBe(1);
+    two.cancel();
+    expect(pool.waiting).toBe(0);
+  });
+
+  it('wants an instance while waiting requests outnumber what starting instances will take, up to max', () => {
+    const pool = new Pool('fn', 'fn', version, false, 1000, { concurrency: 10, max: 3, queue: 5 });
+    pool.wait();
+    expect(pool.wantsInstance()).toBe(true);
+    pool.starting = 1;
+    for (let i = 1; i < 10; i++) pool.wait();
+    expect(pool.wantsInstance()).toBe(false); // 10 waiting: the start under way takes them all
+    pool.wait();
+    expect(pool.wantsInstance()).toBe(true);
+    pool.starting = 3;
+    for (let i = 0; i < 30; i++) pool.wait();
+    expect(pool.wantsInstance()).toBe(false); // at max
+  });
+
+  it('is full when, at max, its queue past the starting instances is', () => {
+    const pool = new Pool('fn', 'fn', version, false, 1000, { concurrency: 1, max: 1, queue: 2 });
+    pool.add(route('a'));
+    pool.acquire();
+    expect(pool.full()).toBe(false);
+    pool.wait();
+    pool.wait();
+    expect(pool.full()).toBe(true);
+  });
+});
+
+describe('scaling out on concurrency', () => {
+  // A function that takes 100 ms a request and tells which instance answered; it counts the most
+  // requests each instance held at once.
+  const holding = new Map<string, number>();
+  const most = new Map<string, number>();
+  const slow = Bun.serve({
+    port: 0,
+    hostname: '127.0.0.1',
+    async fetch(request) {
+      const id = request.headers.get('x-plat-instance') ?? '?';
+      holding.set(id, (holding.get(id) ?? 0) + 1);
+      most.set(id, Math.max(most.get(id) ?? 0, holding.get(id) ?? 0));
+      await Bun.sleep(100);
+      holding.set(id, (holding.get(id) ?? 1) - 1);
+      return new Response(id);
+    },
+  });
+  afterAll(() => slow.stop(true));
+
+  /** An invoke service whose cold starts are instant and counted, for a function with the given scale rules. */
+  function scaled(scale: Partial<typeof SCALE_DEFAULTS>) {
+    const { state, lookups } = service(30, `http://127.0.0.1:${slow.port}`);
+    state.instances = [];
+    const v1 = state.versions[0] as FunctionVersion;
+    v1.config.scale = { ...SCALE_DEFAULTS, ...scale };
+    const starts: number[] = [];
+    class Instant extends InvokeService {
+      protected override async coldStart(_name: string, _version: FunctionVersion, _preview: boolean, slot: number) {
+        starts.push(slot);
+        const started = instance(`c${slot}`, `i${slot}`, `http://127.0.0.1:${slow.port}`);
+        state.instances.push(started);
+        return started;
+      }
+    }
+    const temporal = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
+    const settings = loadSettings({ PLAT_HOME: join(tmpdir(), 'plat-unit-invoke') });
+    const functions = { get: async () => ({ ...state, instances: [...state.instances] }) } as unknown as FunctionsService;
+    const invoke = new Instant(temporal, functions, settings, undefined, new LogWriter(settings.dataDir, settings.logs));
+    return { invoke, starts, lookups };
+  }
+
+  it('starts instances up to max, one start per count, and spreads the requests over them', async () => {
+    most.clear();
+    const { invoke, starts } = scaled({ concurrency: 1, max: 3 });
+    const answers = await Promise.all(Array.from({ length: 12 }, () => invoke.invoke('fn', request('/')).then((r) => r.text())));
+    expect(starts.sort()).toEqual([1, 2, 3]);
+    expect(new Set(answers)).toEqual(new Set(['i1', 'i2', 'i3']));
+    for (const [, held] of most) expect(held).toBe(1);
+  });
+
+  it('answers 429 with the JSON error past max and queue', async () => {
+    const { invoke } = scaled({ concurrency: 1, max: 1, queue: 2 });
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        invoke.invoke('fn', request('/')).then(
+          (r) => r.status,
+          (error: PlatError) => error.code,
+        ),
+      ),
+    );
+    expect(results.filter((r) => r === 'TOO_MANY_REQUESTS')).toHaveLength(1);
+    expect(results.filter((r) => r === 200)).toHaveLength(3);
   });
 });

@@ -6,7 +6,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type Docker from 'dockerode';
 import type { Activities } from '../../activities';
 import { createRegisterActivities } from '../../activities/register';
-import type { ScaleConfig } from '../../lib/function-config';
+import { SCALE_DEFAULTS, type ScaleConfig } from '../../lib/function-config';
 import { workflowIds } from '../../lib/names';
 import { DRAIN_MS, loadSettings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
@@ -177,7 +177,7 @@ function newName(): string {
 }
 
 /** Idle rules that never fire within a test, unless the test sets its own. */
-const NO_IDLE: ScaleConfig = { min: 0, pauseAfter: 0, stopAfter: 0 };
+const NO_IDLE: ScaleConfig = { ...SCALE_DEFAULTS, min: 0, pauseAfter: 0, stopAfter: 0 };
 
 function version(name: string, id: string, scale: ScaleConfig = NO_IDLE): FunctionVersion {
   return {
@@ -550,7 +550,7 @@ describe('versions and rollback', () => {
 });
 
 describe('the idle rules', () => {
-  const scale = { min: 0, pauseAfter: 5, stopAfter: 15 };
+  const scale = { ...SCALE_DEFAULTS, min: 0, pauseAfter: 5, stopAfter: 15 };
 
   it('pause an instance idle for pauseAfter, stop it after stopAfter, and count from its last reported use', async () => {
     const name = newName();
