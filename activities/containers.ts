@@ -1,4 +1,4 @@
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/activity';
 import type Docker from 'dockerode';
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, rep
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
 import { isolateHostFromBridge } from './host-isolation';
-import { errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } from './docker-helpers';
+import { beat, errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } from './docker-helpers';
 import { tail } from './dependencies';
 
 export const CONTAINER_PORT = 8080;
@@ -226,7 +226,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     networksReady = true;
   }
 
-  return {
+  const activities = {
     removeContainer,
 
     /**
@@ -383,7 +383,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
         }
         if (Date.now() - lastCheck > 250) {
           lastCheck = Date.now();
-          heartbeat();
+          beat();
           const { State } = await container.inspect();
           if (!State.Running) {
             const logs = demuxLogs(await container.logs({ stdout: true, stderr: true, tail: 30 }));
@@ -435,6 +435,45 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       for (const image of images) await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
       for (const version of versions) await registry.untagSource(repository, version);
       for (const digest of new Set(sourceDigests)) await registry.delete(repository, 'blobs', digest);
+    },
+  };
+
+  return {
+    ...activities,
+
+    /**
+     * A whole start in one step: a running container of the version that the entity does not list
+     * (with `adopt`, for a version's first instance), or the image (pulled if missing), a new
+     * container, its start and its first health answer; a container that never answers is removed.
+     * The cold-start workflow runs it as a local activity, so a start costs Temporal one step where
+     * it cost five. Every part is safe to run again with the same instance id.
+     */
+    async launchInstance({
+      name,
+      version,
+      instanceId,
+      adopt,
+      timeoutMs,
+    }: {
+      name: string;
+      version: FunctionVersion;
+      instanceId: string;
+      adopt: boolean;
+      timeoutMs: number;
+    }): Promise<Instance> {
+      const found = adopt ? await activities.findInstance({ name, version: version.version }) : null;
+      if (found) return found;
+      await activities.ensureImage({ image: version.image });
+      const containerId = await activities.createContainer({ name, version, instanceId });
+      try {
+        const url = await activities.startContainer({ containerId });
+        await activities.waitHealthy({ url, containerId, instanceId, timeoutMs });
+        const startedAt = new Date().toISOString();
+        return { containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt };
+      } catch (error) {
+        await removeContainer({ containerId });
+        throw error;
+      }
     },
   };
 }

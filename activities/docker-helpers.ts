@@ -1,4 +1,9 @@
-import { heartbeat } from '@temporalio/activity';
+import { Context, heartbeat } from '@temporalio/activity';
+
+/** A heartbeat, where there is one to send: a local activity has none (its workflow task stands for it). */
+export function beat(): void {
+  if (!Context.current().info.isLocal) heartbeat();
+}
 import type Docker from 'dockerode';
 
 /** One JSON message of a Docker build, push or pull stream. */
@@ -20,7 +25,7 @@ export function followDocker(docker: Docker, stream: NodeJS.ReadableStream): Pro
     docker.modem.followProgress(
       stream,
       (error: Error | null, messages: DockerMessage[]) => (error ? reject(error) : resolve(messages)),
-      () => heartbeat(),
+      () => beat(),
     );
   });
 }
@@ -68,7 +73,7 @@ export function isEngineUnreachable(error: unknown): boolean {
  * is retried by the next worker, instead of after the step's whole start-to-close timeout.
  */
 export async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
-  const timer = setInterval(() => heartbeat(), HEARTBEAT_EVERY_MS);
+  const timer = setInterval(() => beat(), HEARTBEAT_EVERY_MS);
   try {
     return await work();
   } finally {

@@ -1,4 +1,4 @@
-import type { ActivityOptions } from '@temporalio/workflow';
+import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
 import { FAILURE_TYPES } from '../lib/errors';
 
 /**
@@ -34,18 +34,11 @@ export const imageBuild: ActivityOptions = {
   retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
-/** docker push, or pull by digest on a cold start. */
+/** docker push, or a whole instance start (a pull by digest included, when the image is missing). */
 export const imageTransfer: ActivityOptions = {
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
-};
-
-/** Waiting for a new container to answer its health route: the activity polls, so one attempt. */
-export const healthCheck: ActivityOptions = {
-  startToCloseTimeout: '1 minute',
-  heartbeatTimeout: HEARTBEAT,
-  retry: { maximumAttempts: 1 },
 };
 
 /** Talking to Temporal itself (the function entity) from an activity; a registration may wait for a container start. */
@@ -53,6 +46,15 @@ export const temporalCall: ActivityOptions = {
   startToCloseTimeout: '2 minutes',
   heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE },
+};
+
+/**
+ * The cold start's local activities: a whole start (a pull included, when the image is missing) and
+ * its report to the entity. Retried like the steps they stand for; not when the engine is away (503).
+ */
+export const coldStartLocal: LocalActivityOptions = {
+  startToCloseTimeout: '11 minutes',
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '5 seconds', maximumAttempts: 4, nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
 /** A deploy waiting for the Docker engine to come back: how long it waits before it gives up. */

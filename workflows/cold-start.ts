@@ -1,12 +1,12 @@
-import { ApplicationFailure, proxyActivities, uuid4 } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, proxyLocalActivities, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ColdStartInput, FunctionVersion, Instance } from '../lib/types';
-import { dockerShort, healthCheck, imageTransfer, temporalCall } from './activity-options';
+import { coldStartLocal, imageTransfer } from './activity-options';
 
-const { findInstance, createContainer, startContainer, removeContainer } = proxyActivities<Activities>(dockerShort);
-const { ensureImage } = proxyActivities<Activities>(imageTransfer);
-const { waitHealthy } = proxyActivities<Activities>(healthCheck);
-const { reportInstance } = proxyActivities<Activities>(temporalCall);
+const { launchInstance: launch } = proxyActivities<Activities>(imageTransfer);
+// A cold start is on a request's path: its two steps run as local activities, in the worker that runs
+// the workflow, with no task queue round trip and no workflow task between their parts.
+const { launchInstance, reportInstance } = proxyLocalActivities<Activities>(coldStartLocal);
 
 /** How long a new container has to answer its health route. */
 export const START_TIMEOUT_MS = 30_000;
@@ -21,8 +21,8 @@ export const START_TIMEOUT_MS = 30_000;
 export async function coldStart({ name, version, preview = false, slot = 1 }: ColdStartInput): Promise<Instance> {
   // A container may already run that the entity does not list (its report was lost, or the
   // gateway restarted): it is reported like a new one. A scale-out wants another container.
-  const found = slot > 1 ? null : await findInstance({ name, version: version.version });
-  const instance = found ?? (await startInstance(name, version));
+  const instanceId = uuid4().replaceAll('-', '');
+  const instance = stamped(await launchInstance({ name, version, instanceId, adopt: slot <= 1, timeoutMs: START_TIMEOUT_MS }), instanceId);
   const outcome = await reportInstance({ name, instance, preview });
   if (outcome.accepted) return instance;
   if (outcome.reason === 'removed') throw removedWhileStarting(name);
@@ -41,23 +41,23 @@ export async function coldStart({ name, version, preview = false, slot = 1 }: Co
 }
 
 /**
- * Starts a container of the version and waits until it answers its health route; removes it if it
- * never does. The instance id is chosen here, in the workflow, so every retry of the create names
- * the same container.
+ * Starts a container of the version and waits until it answers its health route (the entity's own
+ * starts: a registration's proof, `scale.min`); a container that never answers is removed. The
+ * instance id is chosen here, in the workflow, so every retry of the launch names the same container.
  */
 export async function startInstance(name: string, version: FunctionVersion): Promise<Instance> {
   const instanceId = uuid4().replaceAll('-', '');
-  await ensureImage({ image: version.image });
-  const containerId = await createContainer({ name, version, instanceId });
-  try {
-    const url = await startContainer({ containerId });
-    await waitHealthy({ url, containerId, instanceId, timeoutMs: START_TIMEOUT_MS });
-    const startedAt = new Date().toISOString();
-    return { containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt };
-  } catch (error) {
-    await removeContainer({ containerId });
-    throw error;
-  }
+  return stamped(await launch({ name, version, instanceId, adopt: false, timeoutMs: START_TIMEOUT_MS }), instanceId);
+}
+
+/**
+ * A new instance's start and first use, in the workflow's time: the entity's idle rules count from
+ * them on its own clock. One taken over (another instance id) keeps what it was found with.
+ */
+function stamped(instance: Instance, launchedId: string): Instance {
+  if (instance.instanceId !== launchedId) return instance;
+  const now = new Date().toISOString();
+  return { ...instance, startedAt: now, lastUsedAt: now };
 }
 
 /** The failure of a start that a removal overtook (its container is removed by the caller). */

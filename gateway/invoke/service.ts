@@ -600,7 +600,7 @@ function waitFor(
             timeoutMs,
           );
     signal.addEventListener('abort', abort, { once: true });
-    waiter.promise.then(end);
+    void waiter.promise.then(end);
   });
 }
 

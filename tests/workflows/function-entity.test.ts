@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import type { Client, WorkflowFailedError } from '@temporalio/client';
-import { heartbeat } from '@temporalio/activity';
+import { beat } from '../../activities/docker-helpers';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type Docker from 'dockerode';
@@ -77,7 +77,7 @@ function gate(): Gate {
 /** Waits at a gate inside an activity, heartbeating, so the test server never takes the activity for dead. */
 async function pass(g: Gate | undefined): Promise<void> {
   while (g && !g.opened) {
-    heartbeat();
+    beat();
     await Bun.sleep(20);
   }
 }
@@ -90,6 +90,15 @@ const containerOf = (instanceId: string) => `c-${instanceId.slice(0, 8)}`;
  * test's containers count.
  */
 const retiredOf = (...containerIds: string[]) => docker.retired.filter((ids) => ids.some((id) => containerIds.includes(id)));
+
+/** A stand-in container answers its health route once its version's gate opens, unless its version is set to fail. */
+async function healthy(containerId: string): Promise<void> {
+  const version = docker.created.find((c) => containerOf(c.instanceId) === containerId)?.version as string;
+  await pass(docker.gates.get(version));
+  if (docker.failStart.has(version)) {
+    throw ApplicationFailure.create({ type: 'HealthCheckFailed', message: 'boom at import', nonRetryable: true });
+  }
+}
 
 function stubActivities(client: Client): Partial<Activities> {
   const fakeDocker = { getContainer: (id: string) => ({ remove: async () => void docker.removed.push(id) }) } as unknown as Docker;
@@ -111,12 +120,27 @@ function stubActivities(client: Client): Partial<Activities> {
       return containerOf(instanceId);
     },
     startContainer: async ({ containerId }) => `http://${containerId}:8080`,
-    waitHealthy: async ({ containerId }) => {
-      const version = docker.created.find((c) => containerOf(c.instanceId) === containerId)?.version as string;
-      await pass(docker.gates.get(version));
-      if (docker.failStart.has(version)) {
-        throw ApplicationFailure.create({ type: 'HealthCheckFailed', message: 'boom at import', nonRetryable: true });
+    waitHealthy: async ({ containerId }) => healthy(containerId),
+    // The cold start's whole start, made of the same stand-ins as the entity's own starts.
+    launchInstance: async ({ version, instanceId }) => {
+      docker.created.push({ version: version.version, instanceId });
+      const containerId = containerOf(instanceId);
+      try {
+        await healthy(containerId);
+      } catch (error) {
+        docker.removed.push(containerId);
+        throw error;
       }
+      const now = new Date().toISOString();
+      return {
+        containerId,
+        instanceId,
+        version: version.version,
+        url: `http://${containerId}:8080`,
+        startedAt: now,
+        state: 'running',
+        lastUsedAt: now,
+      };
     },
     removeContainer: async ({ containerId }) => {
       docker.removed.push(containerId);
