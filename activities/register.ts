@@ -3,7 +3,13 @@ import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailed
 import { platformRecord } from '../lib/logs';
 import { SEARCH_ATTRIBUTES, workflowIds } from '../lib/names';
 import type { FunctionVersion, Instance, InstanceOutcome, RegisterOutcome } from '../lib/types';
-import { type FunctionEntityInput, instanceStartedUpdate, registerVersionUpdate, WORKFLOW_TYPES } from '../workflows/definitions';
+import {
+  type FunctionEntityInput,
+  instanceStartedUpdate,
+  registerVersionUpdate,
+  reserveInstanceUpdate,
+  WORKFLOW_TYPES,
+} from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
 import { heartbeating } from './docker-helpers';
 
@@ -52,6 +58,28 @@ export function createRegisterActivities({ temporal, settings, events, docker, l
       const what = outcome.activated ? 'deployed; it serves the function now' : 'deployed and kept; a later deploy serves the function';
       logs?.append(name, platformRecord(`version ${version.version} ${what}`, { version: version.version }));
       return outcome;
+    },
+
+    /** Holds a place for a scale-out's instance before its container starts (see reserveInstanceUpdate). */
+    async reserveInstance({
+      name,
+      version,
+      instanceId,
+      preview,
+    }: {
+      name: string;
+      version: string;
+      instanceId: string;
+      preview: boolean;
+    }): Promise<InstanceOutcome> {
+      try {
+        return await temporal.workflow
+          .getHandle(workflowIds.entity(name))
+          .executeUpdate(reserveInstanceUpdate, { args: [{ version, instanceId, preview }], updateId: `reserve/${instanceId}` });
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return { accepted: false, reason: 'removed' };
+        throw refusal(error);
+      }
     },
 
     /**

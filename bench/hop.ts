@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
-import { DEFAULT_API_URL, DEV_TOKEN, GATEWAY_BUN_FLAGS } from '../lib/settings';
+import { DEFAULT_API_URL, DEV_TOKEN, GATEWAY_BUN_FLAGS, GATEWAY_ENV } from '../lib/settings';
 import type { FunctionState } from '../lib/types';
 
 const apiUrl = process.env.API_URL ?? DEFAULT_API_URL;
@@ -152,7 +152,7 @@ async function startGateway(metrics: boolean): Promise<{ url: string; stop: () =
   const port = await freePort();
   const logDir = await mkdtemp(join(tmpdir(), 'plat-bench-gateway-'));
   const proc = Bun.spawn([process.execPath, ...GATEWAY_BUN_FLAGS, join(import.meta.dir, '../gateway/main.ts')], {
-    env: { ...process.env, PORT: String(port), AUTH_TOKEN: token, PLAT_METRICS: metrics ? 'on' : 'off' },
+    env: { ...process.env, ...GATEWAY_ENV, PORT: String(port), AUTH_TOKEN: token, PLAT_METRICS: metrics ? 'on' : 'off' },
     stdout: Bun.file(join(logDir, 'gateway.log')),
     stderr: 'inherit',
   });

@@ -42,6 +42,12 @@ export const LIMITS = {
 
 /** How every gateway process is started by `bun`: a header parser roomier than LIMITS.headerBytes (see there). */
 export const GATEWAY_BUN_FLAGS = ['--max-http-header-size=4194304'];
+/**
+ * And with this environment: Bun's fetch holds to 256 requests at once by default and queues the
+ * rest inside fetch, out of the gateway's sight (and inside its timeouts); a gateway in front of up
+ * to `scale.max` instances of `scale.concurrency` each needs more (scripts/start.sh sets the same).
+ */
+export const GATEWAY_ENV = { BUN_CONFIG_MAX_HTTP_REQUESTS: '4096' };
 
 /** How often a gateway re-reads the entities of the functions it routes to (the fallback to pushed events). */
 export const ROUTE_REVALIDATE_MS = 3000;

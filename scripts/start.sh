@@ -25,7 +25,10 @@ step "gateway"
 if http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz"; then
   ok "gateway answers on port $GATEWAY_PORT"
 else
-  start_bg gateway bash "$ROOT/scripts/supervise.sh" gateway "$BUN" --max-http-header-size=4194304 "$ROOT/gateway/main.ts"
+  # As lib/settings.ts GATEWAY_BUN_FLAGS and GATEWAY_ENV: a roomy header parser, and fetch's limit on
+  # requests at once (256 by default, queued inside fetch) raised for many instances.
+  BUN_CONFIG_MAX_HTTP_REQUESTS="${BUN_CONFIG_MAX_HTTP_REQUESTS:-4096}" \
+    start_bg gateway bash "$ROOT/scripts/supervise.sh" gateway "$BUN" --max-http-header-size=4194304 "$ROOT/gateway/main.ts"
   wait_started gateway 30 http_ok "http://127.0.0.1:$GATEWAY_PORT/healthz" ||
     die "gateway" "$LOG_DIR/gateway.log" "did not answer on port $GATEWAY_PORT within 30 s"
   ok "gateway started (log: $LOG_DIR/gateway.log)"

@@ -1,12 +1,12 @@
 import { ApplicationFailure, proxyActivities, proxyLocalActivities, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ColdStartInput, FunctionVersion, Instance } from '../lib/types';
+import type { ColdStartInput, FunctionVersion, Instance, InstanceOutcome } from '../lib/types';
 import { coldStartLocal, imageTransfer } from './activity-options';
 
 const { launchInstance: launch } = proxyActivities<Activities>(imageTransfer);
 // A cold start is on a request's path: its two steps run as local activities, in the worker that runs
 // the workflow, with no task queue round trip and no workflow task between their parts.
-const { launchInstance, reportInstance } = proxyLocalActivities<Activities>(coldStartLocal);
+const { launchInstance, reportInstance, reserveInstance } = proxyLocalActivities<Activities>(coldStartLocal);
 
 /** How long a new container has to answer its health route. */
 export const START_TIMEOUT_MS = 30_000;
@@ -22,18 +22,28 @@ export async function coldStart({ name, version, preview = false, slot = 1 }: Co
   // A container may already run that the entity does not list (its report was lost, or the
   // gateway restarted): it is reported like a new one. A scale-out wants another container.
   const instanceId = uuid4().replaceAll('-', '');
+  if (slot > 1) {
+    // A scale-out holds its place first: past the version's max, nothing is started at all.
+    const held = await reserveInstance({ name, version: version.version, instanceId, preview });
+    if (!held.accepted) throw refusedStart(name, version, held);
+  }
   const instance = stamped(await launchInstance({ name, version, instanceId, adopt: slot <= 1, timeoutMs: START_TIMEOUT_MS }), instanceId);
   const outcome = await reportInstance({ name, instance, preview });
   if (outcome.accepted) return instance;
-  if (outcome.reason === 'removed') throw removedWhileStarting(name);
+  throw refusedStart(name, version, outcome);
+}
+
+/** The failure of a start the entity refused: removed, past max, or replaced by a deploy. */
+function refusedStart(name: string, version: FunctionVersion, outcome: Exclude<InstanceOutcome, { accepted: true }>): ApplicationFailure {
+  if (outcome.reason === 'removed') return removedWhileStarting(name);
   if (outcome.reason === 'full') {
-    throw ApplicationFailure.create({
+    return ApplicationFailure.create({
       type: 'ScaleLimit',
       message: `${version.version} of ${name} runs scale.max instances already`,
       nonRetryable: true,
     });
   }
-  throw ApplicationFailure.create({
+  return ApplicationFailure.create({
     type: 'VersionSuperseded',
     message: `${version.version} of ${name} was replaced by ${outcome.activeVersion} while it started`,
     nonRetryable: true,

@@ -54,6 +54,13 @@ export const removeUpdate = defineUpdate<{ removedContainers: number }, []>('rem
 export const activateVersionUpdate = defineUpdate<RollbackOutcome, [{ version?: string }]>('activateVersion');
 /** Sent by a cold start with updateId = the instance id and the cold start's run. */
 export const instanceStartedUpdate = defineUpdate<InstanceOutcome, [{ instance: Instance; preview: boolean }]>('instanceStarted');
+/**
+ * A scale-out's hold on a place before it starts a container (updateId `reserve/<instance id>`):
+ * refused (`full`) when the version runs or is starting `scale.max` instances already.
+ */
+export const reserveInstanceUpdate = defineUpdate<InstanceOutcome, [{ version: string; instanceId: string; preview: boolean }]>(
+  'reserveInstance',
+);
 /** The gateways' batched report of which instances served requests: the idle rules count from it. */
 /** Adds an invoke key (its hash: the key never reaches Temporal); the update id is `key/<id>`. */
 export const addKeyUpdate = defineUpdate<InvokeKey, [InvokeKey]>('addKey');

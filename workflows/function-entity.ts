@@ -16,7 +16,7 @@ import type { Activities } from '../activities';
 import { SCALE_DEFAULTS, type ScaleConfig, scaleOf as withDefaults } from '../lib/function-config';
 import { SEARCH_ATTRIBUTES } from '../lib/names';
 import { DRAIN_MS } from '../lib/settings';
-import type { FunctionState, FunctionVersion, Instance, RegisterOutcome, Retirement, RollbackOutcome } from '../lib/types';
+import type { FunctionState, FunctionVersion, Instance, InstanceOutcome, RegisterOutcome, Retirement, RollbackOutcome } from '../lib/types';
 import { dockerShort, imageTransfer, temporalCall } from './activity-options';
 import { removedWhileStarting, startInstance } from './cold-start';
 import {
@@ -29,6 +29,7 @@ import {
   instanceResumedSignal,
   instanceStartedUpdate,
   instancesUsedSignal,
+  reserveInstanceUpdate,
   registerVersionUpdate,
   removeUpdate,
   revokeKeyUpdate,
@@ -43,6 +44,12 @@ export const VERSIONS_KEPT = 20;
 
 /** Invoke keys a function may have at once (each is a line of its entity's state). */
 const MAX_KEYS = 100;
+/**
+ * How long a scale-out's hold on a place lasts without its instance's report: a start's health wait
+ * (30 s) and more. Holds live in the run's memory; a continue-as-new drops them, and the check at the
+ * report still holds the version to its max.
+ */
+const RESERVATION_MS = 60_000;
 /** How long a retirement or an idle transition that failed (the engine was down) waits before it tries again. */
 const RETRY_MS = 30_000;
 
@@ -252,24 +259,53 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     },
   );
 
+  /** Places held by scale-outs under way, by instance id. */
+  const reserved = new Map<string, { version: string; until: number }>();
+  /** The version's instances, running and held for, but the one given. */
+  function placesTaken(version: string, except?: string): number {
+    const now = Date.now();
+    for (const [id, hold] of reserved) if (hold.until < now) reserved.delete(id);
+    const held = [...reserved].filter(([id, hold]) => hold.version === version && id !== except).length;
+    return state.instances.filter((i) => i.version === version).length + held;
+  }
+
+  /** Why a start of this version may not go on now, if it may not. */
+  function startRefusal(version: string, preview: boolean): InstanceOutcome | undefined {
+    if (removing || state.removed) return { accepted: false, reason: 'removed' };
+    if (!versionOf(version) || (!preview && version !== state.activeVersion)) {
+      return { accepted: false, reason: 'superseded', activeVersion: state.activeVersion };
+    }
+    return undefined;
+  }
+
+  // Synchronous: decided at once, between any two steps of the handlers that hold the lock.
+  setHandler(reserveInstanceUpdate, ({ version, instanceId, preview }) => {
+    const refused = startRefusal(version, preview);
+    if (refused) return refused;
+    if (reserved.has(instanceId)) return { accepted: true };
+    if (placesTaken(version) >= scaleOf(version).max) return { accepted: false, reason: 'full' };
+    reserved.set(instanceId, { version, until: Date.now() + RESERVATION_MS });
+    return { accepted: true };
+  });
+
   setHandler(instanceStartedUpdate, ({ instance, preview }) =>
     mutex.runExclusive(async () => {
-      if (removing || state.removed) {
+      const refused = startRefusal(instance.version, preview);
+      if (refused) {
+        // A cold start that a removal or a deploy overtook: its container must not linger, and its gateway routes again.
+        reserved.delete(instance.instanceId);
         await removeContainer({ containerId: instance.containerId });
-        return { accepted: false, reason: 'removed' } as const;
-      }
-      if (!versionOf(instance.version) || (!preview && instance.version !== state.activeVersion)) {
-        // A cold start that a deploy overtook: its container must not linger, and its gateway routes again.
-        await removeContainer({ containerId: instance.containerId });
-        return { accepted: false, reason: 'superseded', activeVersion: state.activeVersion } as const;
+        return refused;
       }
       if (!state.instances.some((i) => i.containerId === instance.containerId)) {
-        // Gateways scale out on what they see; the entity holds the version to its max, whatever they saw.
-        const running = state.instances.filter((i) => i.version === instance.version).length;
-        if (running >= scaleOf(instance.version).max) {
+        // Gateways scale out on what they see; the entity holds the version to its max, whatever they saw
+        // (a scale-out held its place before it started; this is for the starts that did not).
+        if (placesTaken(instance.version, instance.instanceId) >= scaleOf(instance.version).max) {
+          reserved.delete(instance.instanceId);
           await removeContainer({ containerId: instance.containerId });
           return { accepted: false, reason: 'full' } as const;
         }
+        reserved.delete(instance.instanceId);
         state.instances.push(instance);
       }
       changes++;

@@ -8,7 +8,7 @@ import type { Subprocess } from 'bun';
 import Docker from 'dockerode';
 import { LABELS, workflowIds } from '../../lib/names';
 import { secretsRunDir } from '../../lib/secrets';
-import { GATEWAY_BUN_FLAGS, loadSettings } from '../../lib/settings';
+import { GATEWAY_BUN_FLAGS, GATEWAY_ENV, loadSettings } from '../../lib/settings';
 import { Api } from '../../cli/api';
 import { freePort, waitFor } from './wait';
 
@@ -73,6 +73,7 @@ async function start(): Promise<TestStack> {
     REGISTRY: settings.registry,
     // The worker's SDK metrics on a port of this run's own (the dev stack's worker may hold the default).
     PLAT_WORKER_METRICS: `127.0.0.1:${await freePort()}`,
+    ...GATEWAY_ENV,
     // Dead containers go within seconds, so tests can see them go.
     PLAT_REAP_AFTER_SECONDS: '2',
     // The registry npm test started, whose garbage this run's worker collects.
@@ -260,7 +261,7 @@ export async function extraGateway(
   const port = await freePort();
   const logFile = join(s.dataDir, `gateway-extra-${port}.log`);
   const child = Bun.spawn([BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
-    env: { ...s.processEnv, PORT: String(port), ...env },
+    env: { ...s.processEnv, ...GATEWAY_ENV, PORT: String(port), ...env },
     cwd: ROOT,
     stdout: openSync(logFile, 'a'),
     stderr: openSync(logFile, 'a'),

@@ -113,6 +113,7 @@ function stubActivities(client: Client): Partial<Activities> {
   return {
     registerVersion: register.registerVersion,
     reportInstance: register.reportInstance,
+    reserveInstance: register.reserveInstance,
     findInstance: async () => null,
     ensureImage: async () => {},
     createContainer: async ({ version, instanceId }) => {
@@ -252,11 +253,11 @@ async function instanceOf(name: string, id: string): Promise<Instance> {
 }
 
 /** A cold start, as the gateway runs it (for a version's preview URL with `preview`). */
-function coldStart(name: string, id: string, preview = false): Promise<Instance> {
+function coldStart(name: string, id: string, preview = false, slot = 1, scale?: ScaleConfig): Promise<Instance> {
   return client.workflow.execute(WORKFLOW_TYPES.coldStart, {
-    workflowId: workflowIds.coldStart(name, id),
+    workflowId: workflowIds.coldStart(name, id, slot),
     taskQueue,
-    args: [{ name, version: version(name, id), preview }],
+    args: [{ name, version: version(name, id, scale), preview, slot }],
     workflowIdConflictPolicy: 'USE_EXISTING',
   });
 }
@@ -282,6 +283,18 @@ const at = (second: number) => new Date(Date.UTC(2020, 0, 1, 12, 0, second)).toI
 const serverNow = async () => new Date(await env.currentTimeMs()).toISOString();
 
 describe('the function entity', () => {
+  it('holds a version to scale.max: a scale-out past it is refused before any container starts', async () => {
+    const name = newName();
+    const scale = { ...NO_IDLE, max: 2 };
+    await register(name, 'v1', at(1), { scale });
+    const second = await coldStart(name, 'v1', false, 2, scale);
+    expect((await describeEntity(name)).instances.map((i) => i.containerId)).toContain(second.containerId);
+    const created = docker.created.length;
+    expect(await coldStart(name, 'v1', false, 3, scale).catch(failureType)).toBe('ScaleLimit');
+    expect(docker.created.length).toBe(created);
+    expect((await describeEntity(name)).instances).toHaveLength(2);
+  });
+
   it('proves the first version starts, and keeps that container as its instance', async () => {
     const name = newName();
     expect(await register(name, 'v1', at(1))).toEqual({ activated: true, activeVersion: 'v1' });
