@@ -37,7 +37,7 @@ const PORT_KEY = `${CONTAINER_PORT}/tcp`;
 const HEALTH_PATH = '/_/health';
 /** The runtime's own state: `{ pending }`, the work it goes on with after answering (ctx.waitUntil). */
 const STATE_PATH = '/_/state';
-const HEALTH_POLL_MS = 15;
+const HEALTH_POLL_MS = 5;
 
 /** Where the gateway reaches a container: its address on the functions' bridge. */
 function urlOf(networks: Record<string, { IPAddress?: string }> | undefined): string | undefined {

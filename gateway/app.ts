@@ -46,15 +46,17 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
   const isAdmin = createAdminCheck(settings.authToken);
   const policy = new AccessPolicy((name) => functions.get(name));
   /** A JWT that grants the function (or admin) may invoke it; anything else is up to the function's access and keys. */
-  const authorizeInvoke = async (name: string, token: string | undefined) => {
-    const grant = token !== undefined && verifyJwt ? await verifyJwt(token) : undefined;
+  const authorizeInvoke = async (name: string, token: string | undefined, verify: NonNullable<typeof verifyJwt>) => {
+    const grant = token !== undefined ? await verify(token) : undefined;
     if (grant && (grant.admin || grant.functions.has(name))) return;
     await policy.check(name, token);
   };
   invoke.authorize = (target, request) => {
     const token = bearerToken(request);
     if (token !== undefined && isAdmin(token)) return undefined;
-    return authorizeInvoke(parseTarget(target).name, token);
+    const { name } = parseTarget(target);
+    // Without JWTs, a warm request's key is decided at once from the cache (no promise to wait on).
+    return verifyJwt ? authorizeInvoke(name, token, verifyJwt) : policy.check(name, token);
   };
   const keys = new KeysService(temporal, functions);
   keys.onChange = (name) => policy.invalidate(name);

@@ -24,23 +24,32 @@ export class AccessPolicy {
 
   constructor(private readonly read: (name: string) => Promise<FunctionState>) {}
 
-  /** Resolves when the request may invoke `name`; throws 401 otherwise. `bearer` is the Authorization header's token, if any. */
-  async check(name: string, bearer: string | undefined): Promise<void> {
-    let entry = this.entries.get(name);
-    if (entry) entry.usedAt = Date.now();
-    else {
-      // A first read: Temporal being away is a 503 here (thrown), a function that does not exist a 401 below.
-      const fresh = await this.load(name);
-      if (fresh !== 'missing') {
-        entry = { ...fresh, usedAt: Date.now() };
-        this.entries.set(name, entry);
-      }
-    }
-    if (entry?.public) return;
-    if (bearer === undefined)
-      throw new PlatError('UNAUTHORIZED', 'missing bearer token: send "Authorization: Bearer <invoke key or AUTH_TOKEN>"');
-    if (!entry?.hashes.has(hashKey(bearer))) throw new PlatError('UNAUTHORIZED', `this token may not invoke ${name}`);
+  /**
+   * Whether the request may invoke `name`: undefined when it may (decided at once from the cache, as
+   * on every warm request), a 401 thrown when it may not, or a promise of either when the function
+   * must be read first. `bearer` is the Authorization header's token, if any.
+   */
+  check(name: string, bearer: string | undefined): Promise<void> | undefined {
+    const entry = this.entries.get(name);
+    if (!entry) return this.checkFirst(name, bearer);
+    entry.usedAt = Date.now();
+    decide(name, entry, bearer, this.hashes);
+    return undefined;
   }
+
+  /** A first read: Temporal being away is a 503 here (thrown), a function that does not exist a 401. */
+  private async checkFirst(name: string, bearer: string | undefined): Promise<void> {
+    const fresh = await this.load(name);
+    let entry: (AccessEntry & { usedAt: number }) | undefined;
+    if (fresh !== 'missing') {
+      entry = this.entries.get(name) ?? { ...fresh, usedAt: Date.now() };
+      this.entries.set(name, entry);
+    }
+    decide(name, entry, bearer, this.hashes);
+  }
+
+  /** Hashes of the tokens seen lately, so a warm request with a key costs a map look-up, not a SHA-256. */
+  private readonly hashes = new Map<string, string>();
 
   /** Reads the function again now (its keys or its access changed through this gateway); resolves once it has. */
   invalidate(name: string): Promise<void> {
@@ -81,6 +90,23 @@ export class AccessPolicy {
     }
     return pending;
   }
+}
+
+/** Tokens whose hashes are kept; past this the oldest is forgotten. */
+const HASHES_KEPT = 1000;
+
+function decide(name: string, entry: AccessEntry | undefined, bearer: string | undefined, hashes: Map<string, string>): void {
+  if (entry?.public) return;
+  if (bearer === undefined) {
+    throw new PlatError('UNAUTHORIZED', 'missing bearer token: send "Authorization: Bearer <invoke key or AUTH_TOKEN>"');
+  }
+  let hash = hashes.get(bearer);
+  if (hash === undefined) {
+    hash = hashKey(bearer);
+    if (hashes.size >= HASHES_KEPT) hashes.delete(hashes.keys().next().value as string);
+    hashes.set(bearer, hash);
+  }
+  if (!entry?.hashes.has(hash)) throw new PlatError('UNAUTHORIZED', `this token may not invoke ${name}`);
 }
 
 function accessOf(state: FunctionState): AccessEntry {
