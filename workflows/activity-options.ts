@@ -41,6 +41,13 @@ export const imageTransfer: ActivityOptions = {
   retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
+/** Waiting for a new container to answer its health route (histories from before launchInstance replay it): one attempt. */
+export const healthCheck: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT,
+  retry: { maximumAttempts: 1 },
+};
+
 /** Talking to Temporal itself (the function entity) from an activity; a registration may wait for a container start. */
 export const temporalCall: ActivityOptions = {
   startToCloseTimeout: '2 minutes',

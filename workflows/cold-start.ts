@@ -1,9 +1,18 @@
-import { ApplicationFailure, proxyActivities, proxyLocalActivities, uuid4 } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, proxyLocalActivities, uuid4 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { ColdStartInput, FunctionVersion, Instance, InstanceOutcome } from '../lib/types';
-import { coldStartLocal, imageTransfer } from './activity-options';
+import { coldStartLocal, dockerShort, healthCheck, imageTransfer, temporalCall } from './activity-options';
 
-const { launchInstance: launch } = proxyActivities<Activities>(imageTransfer);
+const { launchInstance: launch, ensureImage } = proxyActivities<Activities>(imageTransfer);
+const { createContainer, startContainer, removeContainer, findInstance } = proxyActivities<Activities>(dockerShort);
+const { reportInstance: reportOnce } = proxyActivities<Activities>(temporalCall);
+const { waitHealthy } = proxyActivities<Activities>(healthCheck);
+
+/**
+ * Entities are long-lived: histories written before launchInstance existed recorded a start as four
+ * activities, and replay them so (a worker upgraded under running functions must not fail them).
+ */
+const LAUNCH_INSTANCE = 'launch-instance';
 // A cold start is on a request's path: its two steps run as local activities, in the worker that runs
 // the workflow, with no task queue round trip and no workflow task between their parts.
 const { launchInstance, reportInstance, reserveInstance } = proxyLocalActivities<Activities>(coldStartLocal);
@@ -21,6 +30,14 @@ export const START_TIMEOUT_MS = 30_000;
 export async function coldStart({ name, version, preview = false, slot = 1 }: ColdStartInput): Promise<Instance> {
   // A container may already run that the entity does not list (its report was lost, or the
   // gateway restarted): it is reported like a new one. A scale-out wants another container.
+  if (!patched(LAUNCH_INSTANCE)) {
+    // A cold start that was under way when its worker was upgraded: the steps it recorded.
+    const found = await findInstance({ name, version: version.version });
+    const started = found ?? (await startInstance(name, version));
+    const reported = await reportOnce({ name, instance: started, preview });
+    if (reported.accepted) return started;
+    throw refusedStart(name, version, reported);
+  }
   const instanceId = uuid4().replaceAll('-', '');
   if (slot > 1) {
     // A scale-out holds its place first: past the version's max, nothing is started at all.
@@ -57,7 +74,20 @@ function refusedStart(name: string, version: FunctionVersion, outcome: Exclude<I
  */
 export async function startInstance(name: string, version: FunctionVersion): Promise<Instance> {
   const instanceId = uuid4().replaceAll('-', '');
-  return stamped(await launch({ name, version, instanceId, adopt: false, timeoutMs: START_TIMEOUT_MS }), instanceId);
+  if (patched(LAUNCH_INSTANCE)) {
+    return stamped(await launch({ name, version, instanceId, adopt: false, timeoutMs: START_TIMEOUT_MS }), instanceId);
+  }
+  await ensureImage({ image: version.image });
+  const containerId = await createContainer({ name, version, instanceId });
+  try {
+    const url = await startContainer({ containerId });
+    await waitHealthy({ url, containerId, instanceId, timeoutMs: START_TIMEOUT_MS });
+    const startedAt = new Date().toISOString();
+    return { containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt };
+  } catch (error) {
+    await removeContainer({ containerId });
+    throw error;
+  }
 }
 
 /**

@@ -290,7 +290,8 @@ export class InvokeService {
       }
       if (round > 20) throw new PlatError('COLD_START_FAILED', `function ${pool.name} kept changing while this request waited; try again`);
       const waiter = pool.wait();
-      if (pool.wantsInstance()) this.scaleOut(pool);
+      // The first instance starts alone: starts at once slow each other down, and it may serve them all.
+      if (pool.wantsInstance() && (pool.instances.length > 0 || pool.starting === 0)) this.scaleOut(pool);
       if (pool.starting > 0) trace.start = 'cold';
       const wake = await waitFor(waiter, signal, atMax ? pool.timeoutMs : undefined, pool.name);
       if (wake instanceof Error) throw wake;
@@ -317,7 +318,8 @@ export class InvokeService {
           void this.refresh(pool).finally(() => pool.wakeAll());
         } else {
           this.join(pool, outcome);
-          if (pool.wantsInstance()) this.scaleOut(pool);
+          // Requests still waiting once it took what it can: as many more starts as they need, at once.
+          while (pool.wantsInstance()) this.scaleOut(pool);
         }
       },
       (error: unknown) => {
