@@ -23,9 +23,11 @@ export const ErrorBody = t.Object(
  * The error answers a route can give, by status: every route may get 400 (a malformed request),
  * 413 and 431 (sizes, checked before routing); `statuses` adds the route's own (401, 404, 409…).
  */
+const ANY_ROUTE = [400, 413, 431] as const;
+
 export function errors<S extends number>(...statuses: S[]) {
-  const all = [400, 413, 431, ...statuses] as Array<400 | 413 | 431 | S>;
-  return Object.fromEntries(all.map((status) => [status, ErrorBody])) as Record<400 | 413 | 431 | S, typeof ErrorBody>;
+  const all = [...ANY_ROUTE, ...statuses];
+  return Object.fromEntries(all.map((status) => [status, ErrorBody])) as Record<(typeof ANY_ROUTE)[number] | S, typeof ErrorBody>;
 }
 
 /** A route that needs the admin token (or, for invoke routes, a key or a JWT): 401 without it, 5xx when Temporal is away. */
@@ -65,7 +67,7 @@ export function ndjsonAnswer(description: string, line: TSchema) {
 /** The OpenAPI form of error answers, for routes documented by hand (`detail.responses`). */
 export function errorAnswers(...statuses: number[]) {
   return Object.fromEntries(
-    [400, 413, 431, ...statuses].map((status) => [
+    [...ANY_ROUTE, ...statuses].map((status) => [
       status,
       { description: `Error ${status}`, content: { 'application/json': { schema: ErrorBody } } },
     ]),

@@ -261,11 +261,11 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
 
   /** Places held by scale-outs under way, by instance id. */
   const reserved = new Map<string, { version: string; until: number }>();
-  /** The version's instances, running and held for, but the one given. */
-  function placesTaken(version: string, except?: string): number {
+  /** The version's instances, running and held for. */
+  function placesTaken(version: string): number {
     const now = Date.now();
     for (const [id, hold] of reserved) if (hold.until < now) reserved.delete(id);
-    const held = [...reserved].filter(([id, hold]) => hold.version === version && id !== except).length;
+    const held = [...reserved.values()].filter((hold) => hold.version === version).length;
     return state.instances.filter((i) => i.version === version).length + held;
   }
 
@@ -290,22 +290,21 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
 
   setHandler(instanceStartedUpdate, ({ instance, preview }) =>
     mutex.runExclusive(async () => {
+      // Reported, an instance holds no place any more: it counts as an instance, or not at all.
+      reserved.delete(instance.instanceId);
       const refused = startRefusal(instance.version, preview);
       if (refused) {
         // A cold start that a removal or a deploy overtook: its container must not linger, and its gateway routes again.
-        reserved.delete(instance.instanceId);
         await removeContainer({ containerId: instance.containerId });
         return refused;
       }
       if (!state.instances.some((i) => i.containerId === instance.containerId)) {
         // Gateways scale out on what they see; the entity holds the version to its max, whatever they saw
         // (a scale-out held its place before it started; this is for the starts that did not).
-        if (placesTaken(instance.version, instance.instanceId) >= scaleOf(instance.version).max) {
-          reserved.delete(instance.instanceId);
+        if (placesTaken(instance.version) >= scaleOf(instance.version).max) {
           await removeContainer({ containerId: instance.containerId });
           return { accepted: false, reason: 'full' } as const;
         }
-        reserved.delete(instance.instanceId);
         state.instances.push(instance);
       }
       changes++;

@@ -21,6 +21,8 @@ const FORGET_AFTER_MS = 10 * 60_000;
 export class AccessPolicy {
   private readonly entries = new Map<string, AccessEntry & { usedAt: number }>();
   private readonly reading = new Map<string, Promise<AccessEntry | 'missing'>>();
+  /** Hashes of the tokens seen lately, so a warm request with a key costs a map look-up, not a SHA-256. */
+  private readonly hashes = new Map<string, string>();
 
   constructor(private readonly read: (name: string) => Promise<FunctionState>) {}
 
@@ -33,7 +35,7 @@ export class AccessPolicy {
     const entry = this.entries.get(name);
     if (!entry) return this.checkFirst(name, bearer);
     entry.usedAt = Date.now();
-    decide(name, entry, bearer, this.hashes);
+    this.decide(name, entry, bearer);
     return undefined;
   }
 
@@ -45,11 +47,22 @@ export class AccessPolicy {
       entry = this.entries.get(name) ?? { ...fresh, usedAt: Date.now() };
       this.entries.set(name, entry);
     }
-    decide(name, entry, bearer, this.hashes);
+    this.decide(name, entry, bearer);
   }
 
-  /** Hashes of the tokens seen lately, so a warm request with a key costs a map look-up, not a SHA-256. */
-  private readonly hashes = new Map<string, string>();
+  private decide(name: string, entry: AccessEntry | undefined, bearer: string | undefined): void {
+    if (entry?.public) return;
+    if (bearer === undefined) {
+      throw new PlatError('UNAUTHORIZED', 'missing bearer token: send "Authorization: Bearer <invoke key or AUTH_TOKEN>"');
+    }
+    let hash = this.hashes.get(bearer);
+    if (hash === undefined) {
+      hash = hashKey(bearer);
+      if (this.hashes.size >= HASHES_KEPT) this.hashes.delete(this.hashes.keys().next().value as string);
+      this.hashes.set(bearer, hash);
+    }
+    if (!entry?.hashes.has(hash)) throw new PlatError('UNAUTHORIZED', `this token may not invoke ${name}`);
+  }
 
   /** Reads the function again now (its keys or its access changed through this gateway); resolves once it has. */
   invalidate(name: string): Promise<void> {
@@ -94,20 +107,6 @@ export class AccessPolicy {
 
 /** Tokens whose hashes are kept; past this the oldest is forgotten. */
 const HASHES_KEPT = 1000;
-
-function decide(name: string, entry: AccessEntry | undefined, bearer: string | undefined, hashes: Map<string, string>): void {
-  if (entry?.public) return;
-  if (bearer === undefined) {
-    throw new PlatError('UNAUTHORIZED', 'missing bearer token: send "Authorization: Bearer <invoke key or AUTH_TOKEN>"');
-  }
-  let hash = hashes.get(bearer);
-  if (hash === undefined) {
-    hash = hashKey(bearer);
-    if (hashes.size >= HASHES_KEPT) hashes.delete(hashes.keys().next().value as string);
-    hashes.set(bearer, hash);
-  }
-  if (!entry?.hashes.has(hash)) throw new PlatError('UNAUTHORIZED', `this token may not invoke ${name}`);
-}
 
 function accessOf(state: FunctionState): AccessEntry {
   const active = state.versions.find((v) => v.version === state.activeVersion);

@@ -240,18 +240,16 @@ export class InvokeService {
   }
 
   /** The pool of `name` or `name@version`, read from the entity once however many requests ask. */
-  private pool(key: string): Pool | Promise<Pool> {
-    const known = this.pools.get(key);
-    if (known) return known;
+  private load(key: string): Promise<Pool> {
     let pending = this.loading.get(key);
     if (!pending) {
-      pending = this.load(key).finally(() => this.loading.delete(key));
+      pending = this.read(key).finally(() => this.loading.delete(key));
       this.loading.set(key, pending);
     }
     return pending;
   }
 
-  private async load(key: string): Promise<Pool> {
+  private async read(key: string): Promise<Pool> {
     const { name, version: asked } = parseTarget(key);
     const state: FunctionState = await this.functions.get(name);
     const preview = asked !== undefined;
@@ -277,8 +275,7 @@ export class InvokeService {
    */
   private async place(key: string, trace: Trace, signal: AbortSignal): Promise<Route> {
     for (let round = 0; ; round++) {
-      const known = this.pools.get(key);
-      const pool = known ?? (await this.pool(key));
+      const pool = this.pools.get(key) ?? (await this.load(key));
       const place = pool.acquire();
       if (place) return place;
       const atMax = pool.instances.length + pool.starting >= pool.scale.max;

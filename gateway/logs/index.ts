@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { Elysia } from 'elysia';
 import { PlatError } from '../../lib/errors';
 import { type LogQuery, logsDir, REQUEST_ID_PATTERN, readLogs } from '../../lib/logs';
-import { functionNameProblem, VERSION_PATTERN } from '../../lib/names';
+import { VERSION_PATTERN } from '../../lib/names';
 import { parseDuration, type Settings } from '../../lib/settings';
 import type { FunctionsService } from '../functions/service';
 import { ADMIN_ERRORS, errorAnswers, NameParam, ndjsonAnswer } from '../model';
@@ -56,8 +56,6 @@ export function logsRoutes(functions: FunctionsService, settings: Settings, chec
   return new Elysia({ name: 'logs' }).get(
     '/functions/:name/logs',
     async ({ params, query, request }) => {
-      const problem = functionNameProblem(params.name);
-      if (problem) throw new PlatError('BAD_REQUEST', problem);
       const logQuery = parseLogQuery(query);
       // No log at all: a function that does not exist is a 404, one that never wrote anything an empty log.
       if (!existsSync(logsDir(settings.dataDir, params.name))) await functions.get(params.name);

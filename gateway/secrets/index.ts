@@ -1,6 +1,5 @@
 import { Elysia } from 'elysia';
 import { PlatError } from '../../lib/errors';
-import { secretNameProblem } from '../../lib/names';
 import { SECRET_MAX_BYTES, type SecretStore } from '../../lib/secrets';
 import type { TokenCheck } from '../auth';
 import { ADMIN_ERRORS, errors, jsonBody } from '../model';
@@ -25,11 +24,6 @@ async function readValue(request: Request): Promise<Uint8Array> {
   return bytes;
 }
 
-function checkName(name: string): void {
-  const problem = secretNameProblem(name);
-  if (problem) throw new PlatError('BAD_REQUEST', problem);
-}
-
 /** `/secrets`: create, list (names and times, never values), update, remove. Admin only. Values are never answered. */
 export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
   return new Elysia({ name: 'secrets', prefix: '/secrets' })
@@ -41,7 +35,6 @@ export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
     .post(
       '/:name',
       async ({ params, request, set }) => {
-        checkName(params.name);
         const written = await store.write(params.name, await readValue(request), 'create');
         if (!written) throw new PlatError('CONFLICT', `secret ${params.name} exists; change it with plat secret update ${params.name}`);
         set.status = 201;
@@ -57,7 +50,6 @@ export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
     .put(
       '/:name',
       async ({ params, request }) => {
-        checkName(params.name);
         const written = await store.write(params.name, await readValue(request), 'update');
         if (!written) throw new PlatError('NOT_FOUND', `no secret ${params.name}; create it with plat secret create ${params.name}`);
         return { secret: written };
@@ -72,7 +64,6 @@ export function secretsRoutes(store: SecretStore, checkToken: TokenCheck) {
     .delete(
       '/:name',
       async ({ params }) => {
-        checkName(params.name);
         if (!(await store.remove(params.name))) throw new PlatError('NOT_FOUND', `no secret ${params.name}`);
         return { removed: { name: params.name } };
       },
