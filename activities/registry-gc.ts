@@ -18,6 +18,19 @@ const UPLOADS_SETTLE_MS = 5000;
 
 /** Longer than any deploy runs (its build times out after 15 minutes). */
 const DEPLOY_LONGEST_MS = 30 * 60_000;
+/** A live worker long-polls its task queue without pause (each poll lasts at most about a minute). */
+const POLLED_WITHIN_MS = 2 * 60_000;
+
+/** temporal.api.enums.v1.TaskQueueType's values. */
+const TASK_QUEUE_TYPE_WORKFLOW = 1;
+const TASK_QUEUE_TYPE_ACTIVITY = 2;
+
+/** A protobuf Timestamp in milliseconds (0 when absent). */
+function millis(at: { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null | undefined): number {
+  if (!at) return 0;
+  const seconds = typeof at.seconds === 'number' ? at.seconds : (at.seconds?.toNumber() ?? 0);
+  return seconds * 1000 + Math.floor((at.nanos ?? 0) / 1e6);
+}
 
 export function createRegistryGcActivities({ docker, temporal, settings, events }: ActivityDeps) {
   /** Runs `registry garbage-collect` where the registry is: a local binary, or in the registry's container. */
@@ -67,39 +80,75 @@ export function createRegistryGcActivities({ docker, temporal, settings, events 
     });
   }
 
-  /** Waits until no deploy runs (they push images), then runs the collector. */
-  async function collectWhenQuiet(): Promise<{ deletedBlobs: number }> {
-    // An upload a gateway began before it heard of the maintenance ends within this.
-    await new Promise((resolve) => setTimeout(resolve, UPLOADS_SETTLE_MS));
-    for (;;) {
-      // Deploys on every platform sharing the registry; one running for longer than a deploy can
-      // (its worker gone for good) does not hold the collection back forever.
-      const since = new Date(Date.now() - DEPLOY_LONGEST_MS).toISOString();
-      const running = `WorkflowType = '${WORKFLOW_TYPES.deploy}' AND ExecutionStatus = 'Running' AND StartTime > '${since}'`;
-      const { count } = await temporal.workflow.count(running);
-      if (count === 0) break;
-      heartbeat(`waiting for ${count} deploys to end`);
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+  /**
+   * Deploys that may still push: running, on every platform sharing the registry, and able to make
+   * progress. One whose task queue no worker has polled for a while (its worker gone for good, say a
+   * test run that was killed) cannot push until a worker returns, so it holds nothing back; if one
+   * does return, a push that loses a blob to the collector fails and is retried whole. One started
+   * longer ago than a deploy can run is not counted either.
+   */
+  async function runningDeploys(): Promise<number> {
+    const since = new Date(Date.now() - DEPLOY_LONGEST_MS).toISOString();
+    const query = `WorkflowType = '${WORKFLOW_TYPES.deploy}' AND ExecutionStatus = 'Running' AND StartTime > '${since}'`;
+    const served = new Map<string, Promise<boolean>>();
+    let count = 0;
+    for await (const deploy of temporal.workflow.list({ query })) {
+      let polled = served.get(deploy.taskQueue);
+      if (!polled) {
+        polled = isPolled(deploy.taskQueue);
+        served.set(deploy.taskQueue, polled);
+      }
+      if (await polled) count++;
     }
-    const output = await runCollector();
-    return { deletedBlobs: output.split('\n').filter((line) => line.startsWith('blob eligible for deletion')).length };
+    return count;
+  }
+
+  /** Whether a worker polled the task queue (for workflow or activity tasks) within POLLED_WITHIN_MS. */
+  async function isPolled(taskQueue: string): Promise<boolean> {
+    const recent = Date.now() - POLLED_WITHIN_MS;
+    for (const taskQueueType of [TASK_QUEUE_TYPE_WORKFLOW, TASK_QUEUE_TYPE_ACTIVITY]) {
+      const { pollers } = await temporal.workflowService.describeTaskQueue({
+        namespace: temporal.options.namespace,
+        taskQueue: { name: taskQueue },
+        taskQueueType,
+      });
+      if ((pollers ?? []).some((poller) => millis(poller.lastAccessTime) >= recent)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Waits until no deploy runs (they push images), then runs the collector. New deploy uploads are
+   * held only for the collection itself, never while it waits: a deploy that takes long, or cannot
+   * end, must not stop others.
+   */
+  async function collectWhenQuiet(): Promise<{ deletedBlobs: number }> {
+    for (;;) {
+      for (let running = await runningDeploys(); running > 0; running = await runningDeploys()) {
+        heartbeat(`waiting for ${running} deploys to end`);
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+      events.publish({ type: 'registry-maintenance', active: true });
+      try {
+        // An upload a gateway began before it heard of the maintenance ends within this.
+        await new Promise((resolve) => setTimeout(resolve, UPLOADS_SETTLE_MS));
+        // A deploy that started before the hold: it goes first.
+        if ((await runningDeploys()) > 0) continue;
+        const output = await runCollector();
+        return { deletedBlobs: output.split('\n').filter((line) => line.startsWith('blob eligible for deletion')).length };
+      } finally {
+        events.publish({ type: 'registry-maintenance', active: false });
+      }
+    }
   }
 
   return {
     /**
-     * Collects the registry's garbage once no deploy pushes; returns how many blobs went. Meanwhile
-     * the gateways on this host hold new deploy uploads (a blob uploaded while the collector runs
-     * would be taken for garbage), and the deploys already running are waited for.
+     * Collects the registry's garbage once no deploy pushes; returns how many blobs went. While the
+     * collector runs, the gateways on this host hold new deploy uploads (a blob uploaded meanwhile
+     * would be taken for garbage).
      */
-    collectGarbage: () =>
-      heartbeating(async (): Promise<{ deletedBlobs: number }> => {
-        events.publish({ type: 'registry-maintenance', active: true });
-        try {
-          return await collectWhenQuiet();
-        } finally {
-          events.publish({ type: 'registry-maintenance', active: false });
-        }
-      }),
+    collectGarbage: () => heartbeating(collectWhenQuiet),
 
     /** Has the scheduled garbage collection run now (after a removal), so that nothing of the function stays downloadable. */
     async collectRegistryGarbageSoon(): Promise<void> {

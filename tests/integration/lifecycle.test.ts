@@ -3,6 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repositoryPath } from '../../lib/names';
+import { WORKFLOW_TYPES } from '../../workflows/definitions';
 import { loadSettings } from '../../lib/settings';
 import type { FunctionState, VersionSummary } from '../../lib/types';
 import {
@@ -241,8 +242,15 @@ describe('disk reclaimed', () => {
     expect(await local()).toEqual([deployed[1]?.version, deployed[2]?.version].sort());
   });
 
-  it('stores less in the registry after a removal, and nothing of the function can be downloaded any more', async () => {
+  it('stores less in the registry after a removal, and nothing of the function can be downloaded any more, whatever deploy of a worker gone hangs', async () => {
     const name = s.name('reclaim');
+    // A deploy that looks running but whose worker is gone for good (a killed test run leaves such):
+    // no worker polls its task queue, so it must hold back neither the collection nor other deploys.
+    const hung = await s.temporal.workflow.start(WORKFLOW_TYPES.deploy, {
+      workflowId: `deploy/${name}-hung/v0`,
+      taskQueue: s.orphanTaskQueue,
+      args: [],
+    });
     const dir = await functionFolder(name, { 'index.ts': answering('soon gone') });
     // Incompressible, so the function's own layer and source weigh what they say.
     await Bun.write(join(dir, 'asset.bin'), crypto.getRandomValues(new Uint8Array(4 * 1024 * 1024)));
@@ -268,6 +276,7 @@ describe('disk reclaimed', () => {
     expect((await fetch(`${registry}/manifests/source-${version}`, { method: 'HEAD', headers: { accept: OCI_MANIFEST } })).status).toBe(
       404,
     );
+    await hung.terminate('test over'); // (and deleted with the run's workflows)
   });
 });
 

@@ -30,6 +30,8 @@ export interface TestStack {
   temporal: Client;
   docker: Docker;
   taskQueue: string;
+  /** A task queue of this run that no worker polls: for work whose worker is gone. Its workflows go with the run's. */
+  orphanTaskQueue: string;
   dataDir: string;
   env: Record<string, string>;
   /** Where this run's worker serves the Temporal SDK's metrics (host:port). */
@@ -117,6 +119,7 @@ async function start(): Promise<TestStack> {
     temporal,
     docker,
     taskQueue,
+    orphanTaskQueue: `${taskQueue}-orphan`,
     dataDir,
     env: { API_URL: apiUrl, AUTH_TOKEN: token },
     workerMetrics: env.PLAT_WORKER_METRICS as string,
@@ -201,7 +204,7 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
 }
 
 /**
- * Deletes every workflow on this run's task queue. Deleting a workflow whose close has not yet
+ * Deletes every workflow on this run's task queues. Deleting a workflow whose close has not yet
  * reached visibility leaves an orphan record behind (the late close re-creates it), so: terminate
  * what runs, wait until visibility shows every workflow closed, then delete them all (listed first:
  * deleting while paging skips entries) and wait until the list is empty.
@@ -210,7 +213,8 @@ async function deleteWorkflows(s: TestStack): Promise<void> {
   const namespace = s.temporal.options.namespace;
   const list = async () => {
     const found: WorkflowExecutionInfo[] = [];
-    for await (const wf of s.temporal.workflow.list({ query: `TaskQueue = '${s.taskQueue}'` })) found.push(wf);
+    const query = `TaskQueue IN ('${s.taskQueue}', '${s.orphanTaskQueue}')`;
+    for await (const wf of s.temporal.workflow.list({ query })) found.push(wf);
     return found;
   };
   for (const wf of await list()) {
