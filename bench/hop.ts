@@ -6,6 +6,8 @@
  *
  *   - straight to the function's container (what any proxy costs is measured against this),
  *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
+ *   - Go's httputil.ReverseProxy (the proxy core of OpenFaaS, Fission and Knative), built by the
+ *     bench from a few lines of Go, as the second reference,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
  *   - two more gateways of this checkout that the bench starts alike, one with metrics and invocation
  *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run;
@@ -14,8 +16,8 @@
  *
  *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
  *
- * Needs wrk and nginx (`apt-get install wrk nginx-light`); nginx is skipped with a note when
- * missing. Uses API_URL and AUTH_TOKEN like the CLI; removes its function at the end.
+ * Needs wrk and nginx (`apt-get install wrk nginx-light`) and Go; nginx and the Go proxy are
+ * skipped with a note when missing. Uses API_URL and AUTH_TOKEN like the CLI; removes its function at the end.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -127,6 +129,50 @@ http {
   };
 }
 
+/** Go's httputil.ReverseProxy to the container, built from source here (the standard library only: no network needed). */
+async function startGoProxy(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+  const go = Bun.which('go') ?? (Bun.which('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : null);
+  if (!go) return null;
+  const dir = await mkdtemp(join(tmpdir(), 'plat-bench-go-'));
+  await writeFile(
+    join(dir, 'main.go'),
+    `package main
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+)
+
+func main() {
+	target, err := url.Parse(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}
+	panic(http.ListenAndServe(os.Args[2], proxy))
+}
+`,
+  );
+  const build = Bun.spawn([go, 'build', '-o', join(dir, 'proxy'), join(dir, 'main.go')], { cwd: dir, stdout: 'ignore', stderr: 'pipe' });
+  if ((await build.exited) !== 0) throw new Error(`go build failed: ${await new Response(build.stderr).text()}`);
+  const port = await freePort();
+  // Its log has a line for every connection wrk drops at the end of a run: not wanted.
+  const proc = Bun.spawn([join(dir, 'proxy'), upstream, `127.0.0.1:${port}`], { stdout: 'ignore', stderr: 'ignore' });
+  const url = `http://127.0.0.1:${port}/`;
+  await answering(url, proc, 5000, "Go's ReverseProxy");
+  return {
+    url,
+    stop: async () => {
+      proc.kill('SIGTERM');
+      await proc.exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 if (!Bun.which('wrk')) {
   console.error('error: wrk is not installed (apt-get install wrk)');
   process.exit(1);
@@ -169,11 +215,13 @@ async function startGateway(metrics: boolean): Promise<{ url: string; stop: () =
 }
 
 const nginx = await startNginx(direct);
+const goProxy = await startGoProxy(direct);
 const withMetrics = await startGateway(true);
 const withoutMetrics = await startGateway(false);
 const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'straight to the container', url: `${direct}/`, headers: [] },
   ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
+  ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [] }] : []),
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
   { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
   { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
@@ -181,7 +229,10 @@ const targets: { label: string; url: string; headers: string[] }[] = [
 ];
 
 try {
-  console.log(`wrk -t1 -d${seconds}s, ${rounds} interleaved rounds, medians${nginx ? '' : ' (nginx not installed: skipped)'}`);
+  const skipped = [nginx ? '' : 'nginx', goProxy ? '' : 'Go'].filter(Boolean);
+  console.log(
+    `wrk -t1 -d${seconds}s, ${rounds} interleaved rounds, medians${skipped.length ? ` (not installed, skipped: ${skipped.join(', ')})` : ''}`,
+  );
   for (const conns of connections) {
     const samples = new Map<string, Sample[]>(targets.map((t) => [t.label, []]));
     for (let round = 0; round < rounds; round++) {
@@ -201,9 +252,17 @@ try {
     const keyed = rpsOf('metrics off, invoke key');
     console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same gateway, metrics off)`);
     if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
+    const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));
+    const direct50 = p50('straight to the container');
+    const added = (label: string) => `${Math.round(p50(label) - direct50)} µs`;
+    console.log(
+      `  p50 added over the container: gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}`,
+    );
   }
 } finally {
   await nginx?.stop();
+  await goProxy?.stop();
   await withMetrics.stop();
   await withoutMetrics.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });

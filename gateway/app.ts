@@ -5,13 +5,13 @@ import type { PlatformEvent } from '../lib/events';
 import { LogWriter } from '../lib/logs';
 import { SecretStore } from '../lib/secrets';
 import type { RegistryApi } from '../lib/registry-api';
-import { PlatError } from '../lib/errors';
-import { LIMITS, ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
+import { ROUTE_REVALIDATE_MS, type Settings } from '../lib/settings';
 import { AccessPolicy } from './access/policy';
 import { createJwtVerifier } from './access/jwt';
 import { KeysService, keysRoutes } from './access/keys';
-import { bearerToken, createAdminCheck, createTokenCheck } from './auth';
+import { createAdminCheck, createTokenCheck } from './auth';
 import { errorHandling } from './errors';
+import { checkSizes } from './limits';
 import { functionsRoutes } from './functions';
 import { FunctionsService } from './functions/service';
 import { invokeRoutes } from './invoke';
@@ -51,8 +51,7 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     if (grant && (grant.admin || grant.functions.has(name))) return;
     await policy.check(name, token);
   };
-  invoke.authorize = (target, request) => {
-    const token = bearerToken(request);
+  invoke.authorize = (target, token) => {
     if (token !== undefined && isAdmin(token)) return undefined;
     const { name } = parseTarget(target);
     // Without JWTs, a warm request's key is decided at once from the cache (no promise to wait on).
@@ -63,7 +62,8 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
   const refreshing = setInterval(() => void policy.refreshAll(), ROUTE_REVALIDATE_MS);
   refreshing.unref();
 
-  const app = new Elysia()
+  // The invoke path is served by Bun's router itself, before Elysia (see invoke/index.ts).
+  const app = new Elysia({ serve: { routes: invokeRoutes(invoke) } })
     .use(errorHandling)
     .onRequest(({ request }) => checkSizes(request))
     .use(apiDocument())
@@ -75,8 +75,7 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     .use(logsRoutes(functions, settings, checkToken))
     .use(keysRoutes(keys, checkToken))
     .use(secretsRoutes(secrets, checkToken))
-    .use(functionsRoutes(functions, checkToken))
-    .use(invokeRoutes(invoke));
+    .use(functionsRoutes(functions, checkToken));
   /** What the worker on this host pushes (lib/events.ts), to the services that act on it. */
   const onEvent = (event: PlatformEvent) => {
     invoke.onEvent(event);
@@ -122,20 +121,4 @@ async function instancesByState(functions: FunctionsService): Promise<Array<{ fu
     for (const [instanceState, count] of counts) rows.push({ function: summary.name, state: instanceState, count });
   }
   return rows;
-}
-
-/**
- * Sizes refused before any route, in the JSON error shape (Bun's own limits, set wider, would answer
- * with an empty body): the body by its Content-Length, the headers by what they add up to.
- */
-function checkSizes(request: Request): void {
-  const length = request.headers.get('content-length');
-  if (length !== null && Number(length) > LIMITS.requestBodyBytes) {
-    throw new PlatError('PAYLOAD_TOO_LARGE', `the body is larger than ${LIMITS.requestBodyBytes / 1024 / 1024} MiB`);
-  }
-  let bytes = 0;
-  for (const [name, value] of request.headers) bytes += name.length + value.length + 4;
-  if (bytes > LIMITS.headerBytes) {
-    throw new PlatError('HEADERS_TOO_LARGE', `the request's headers take more than ${LIMITS.headerBytes / 1024} KiB`);
-  }
 }

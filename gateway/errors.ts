@@ -16,18 +16,7 @@ export const errorHandling = new Elysia({ name: 'errors' })
     // The invoke path has set the request's id on its headers already; any other route gets one here.
     const requestId = takeRequestIdHeader(request.headers);
     set.headers[REQUEST_ID_HEADER] = requestId;
-    if (error instanceof PlatError) {
-      set.status = error.status;
-      // Answers of 500 and more are the platform's (or a function's) failures: logged once, with what caused them.
-      if (error.status >= 500) {
-        console.error(`${error.code} (request ${requestId}): ${error.message}`, ...(error.cause ? [error.cause] : []));
-      }
-      // Tells the platform's own errors apart from a function's answers on invoke routes.
-      set.headers['x-plat-error'] = error.code;
-      if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';
-      if (error.code === 'TOO_MANY_REQUESTS') set.headers['retry-after'] = '1';
-      return error.toJSON();
-    }
+    if (error instanceof PlatError) return platformError(error, requestId, set);
     switch (code) {
       case 'NOT_FOUND':
         set.status = 404;
@@ -49,8 +38,40 @@ export const errorHandling = new Elysia({ name: 'errors' })
         set.status = 400;
         return body('BAD_REQUEST', 'the request body could not be parsed');
       default:
-        console.error(`INTERNAL (request ${requestId}):`, error);
-        set.status = 500;
-        return body('INTERNAL', 'internal error; see the gateway log');
+        return unexpected(error, requestId, set);
     }
   });
+
+interface Answer {
+  status?: number | string;
+  headers: Record<string, string | number>;
+}
+
+/** A PlatError's answer: its status, its code in `x-plat-error` (which tells the platform's errors apart from a function's answers), and the headers its code calls for. */
+function platformError(error: PlatError, requestId: string, set: Answer): ErrorBody {
+  set.status = error.status;
+  // Answers of 500 and more are the platform's (or a function's) failures: logged once, with what caused them.
+  if (error.status >= 500) {
+    console.error(`${error.code} (request ${requestId}): ${error.message}`, ...(error.cause ? [error.cause] : []));
+  }
+  set.headers['x-plat-error'] = error.code;
+  if (error.code === 'UNAUTHORIZED') set.headers['www-authenticate'] = 'Bearer';
+  if (error.code === 'TOO_MANY_REQUESTS') set.headers['retry-after'] = '1';
+  return error.toJSON();
+}
+
+function unexpected(error: unknown, requestId: string, set: Answer): ErrorBody {
+  console.error(`INTERNAL (request ${requestId}):`, error);
+  set.status = 500;
+  return body('INTERNAL', 'internal error; see the gateway log');
+}
+
+/** The same answers as `errorHandling`, for the routes Bun serves before Elysia (the invoke path). */
+export function errorResponse(error: unknown, request: Request): Response {
+  const requestId = takeRequestIdHeader(request.headers);
+  const set: Answer = { headers: { [REQUEST_ID_HEADER]: requestId } };
+  const answer = error instanceof PlatError ? platformError(error, requestId, set) : unexpected(error, requestId, set);
+  const headers = new Headers(set.headers as Record<string, string>);
+  headers.set('content-type', 'application/json');
+  return new Response(JSON.stringify(answer), { status: Number(set.status), headers });
+}

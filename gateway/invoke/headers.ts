@@ -1,7 +1,10 @@
-import { PLATFORM_HEADER_PREFIX } from '../../lib/names';
+import { REQUEST_ID_PATTERN } from '../../lib/logs';
+import { PLATFORM_HEADER_PREFIX, REFUSED_HEADER } from '../../lib/names';
+import { tokenOf } from '../auth';
+import { REQUEST_ID_HEADER } from './request-id';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are never forwarded. */
-const HOP_BY_HOP = [
+const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',
@@ -11,46 +14,78 @@ const HOP_BY_HOP = [
   'trailer',
   'transfer-encoding',
   'upgrade',
-];
+]);
 
-/**
- * Turns the client's request headers into those sent to the function, in place (copying them costs
- * more than the rest of the hop): hop-by-hop ones, the platform's bearer token (it must never reach
- * user code) and any `x-plat-*` header (only the gateway sets those) dropped, `host` left to fetch (the container's), forwarding headers added. The
- * body is forwarded as it came, compressed or not, so `accept-encoding` stays.
- */
-export function toUpstreamHeaders(headers: Headers, clientIp: string | undefined, proto: 'http' | 'https'): Headers {
-  const host = headers.get('host');
-  for (const name of HOP_BY_HOP) headers.delete(name);
-  headers.delete('authorization');
-  headers.delete('host');
-  dropPlatformHeaders(headers);
-  if (clientIp) {
-    const forwardedFor = headers.get('x-forwarded-for');
-    headers.set('x-forwarded-for', forwardedFor ? `${forwardedFor}, ${clientIp}` : clientIp);
-  }
-  if (host) headers.set('x-forwarded-host', host);
-  headers.set('x-forwarded-proto', proto);
-  return headers;
+/** What the invoke path needs of a request's headers, read in one pass. */
+export interface RequestHeads {
+  /**
+   * The header lines the function gets (`name: value\r\n` each): the client's, less the hop-by-hop
+   * ones, the platform's bearer token (it must never reach user code), `host` (the container's is
+   * sent), the framing (the client sets it from the body) and any `x-plat-*` header (only the
+   * gateway sets those); plus the request id and the forwarding headers. The body is forwarded as it
+   * came, compressed or not, so `accept-encoding` stays.
+   */
+  lines: string;
+  /** The client's `x-request-id` when well formed (1-128 letters, digits and `._:@/+=-`), else a new one. */
+  requestId: string;
+  /** The bearer token of `Authorization`, if any. */
+  token?: string;
+  /** The body's size by its Content-Length, if given. */
+  contentLength?: number;
+  /** What the headers add up to: name, value and 4 bytes each. */
+  bytes: number;
 }
 
 /**
- * The function's answer headers as the client gets them, in place: hop-by-hop ones dropped, and the
- * platform's own (`x-plat-*`), so only the gateway can mark an answer as a platform error.
+ * Reads a request's headers once, for everything the invoke path needs of them (each look-up or
+ * change of a Headers object crosses into native code; one pass costs less than the dozen it replaces).
  */
-export function toDownstreamHeaders(headers: Headers): Headers {
-  for (const name of HOP_BY_HOP) headers.delete(name);
-  dropPlatformHeaders(headers);
-  return headers;
+export function readRequestHeaders(headers: Headers, clientIp: string | undefined, proto: 'http' | 'https'): RequestHeads {
+  let lines = '';
+  let bytes = 0;
+  let host: string | undefined;
+  let forwardedFor: string | undefined;
+  let givenId: string | undefined;
+  let token: string | undefined;
+  let contentLength: number | undefined;
+  for (const [name, value] of headers) {
+    bytes += name.length + value.length + 4;
+    switch (name) {
+      case 'authorization':
+        token = tokenOf(value);
+        continue;
+      case 'host':
+        host = value;
+        continue;
+      case 'x-forwarded-for':
+        forwardedFor = value;
+        continue;
+      case REQUEST_ID_HEADER:
+        givenId = value;
+        continue;
+      case 'content-length':
+        contentLength = Number(value);
+        continue;
+    }
+    if (HOP_BY_HOP.has(name) || name.startsWith(PLATFORM_HEADER_PREFIX)) continue;
+    lines += `${name}: ${value}\r\n`;
+  }
+  const requestId = givenId !== undefined && REQUEST_ID_PATTERN.test(givenId) ? givenId : crypto.randomUUID();
+  lines += `${REQUEST_ID_HEADER}: ${requestId}\r\n`;
+  if (clientIp) lines += `x-forwarded-for: ${forwardedFor ? `${forwardedFor}, ${clientIp}` : clientIp}\r\n`;
+  else if (forwardedFor) lines += `x-forwarded-for: ${forwardedFor}\r\n`;
+  if (host) lines += `x-forwarded-host: ${host}\r\n`;
+  lines += `x-forwarded-proto: ${proto}\r\n`;
+  return { lines, requestId, token, contentLength: Number.isNaN(contentLength) ? undefined : contentLength, bytes };
 }
 
-/** Deletes every `x-plat-*` header (collected first: deleting while iterating skips entries). */
-function dropPlatformHeaders(headers: Headers): void {
-  let platform: string[] | undefined;
-  for (const name of headers.keys()) {
-    if (!name.startsWith(PLATFORM_HEADER_PREFIX)) continue;
-    platform ??= [];
-    platform.push(name);
-  }
-  if (platform) for (const name of platform) headers.delete(name);
+/**
+ * Whether a header of the function's answer is kept: not the hop-by-hop ones, nor the platform's
+ * own (`x-plat-*`), so only the gateway can mark an answer as a platform error. The one exception is
+ * a runtime's refusal of a request meant for another instance (421 with REFUSED_HEADER), which the
+ * gateway reads and never passes on.
+ */
+export function isForwardedAnswerHeader(name: string, status: number): boolean {
+  if (HOP_BY_HOP.has(name)) return false;
+  return !name.startsWith(PLATFORM_HEADER_PREFIX) || (status === 421 && name === REFUSED_HEADER);
 }

@@ -11,11 +11,13 @@ import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions'
 import type { FunctionsService } from '../functions/service';
 import { CONTROL_READ_MS, within } from '../temporal';
 import { rootCause, toPlatError } from '../temporal-errors';
-import { toDownstreamHeaders, toUpstreamHeaders } from './headers';
+import { isForwardedAnswerHeader, readRequestHeaders, type RequestHeads } from './headers';
 import type { GatewayMetrics, StartKind } from '../metrics';
 import { acceptsConnections } from './liveness';
-import { REQUEST_ID_HEADER, takeRequestIdHeader } from './request-id';
+import { REQUEST_ID_HEADER } from './request-id';
+import { checkSizesOf } from '../limits';
 import { Pool, type Route, type Wake } from './pool';
+import { type UpstreamCall, type UpstreamError, Upstreams } from './upstream';
 import { UsageReports } from './usage';
 import { resumeContainer } from './worker-link';
 
@@ -23,6 +25,8 @@ export type { Route } from './pool';
 
 /** How often a request still waiting for its answer checks that its container is still there. */
 const LIVENESS_MS = 1000;
+/** How often the ticker looks at the requests in flight: the grain of timeouts and of noticing a client gone. */
+const TICK_MS = 50;
 const LIVENESS_PROBE_MS = 500;
 /** How long a container reported gone is remembered, so an entity read that predates the report cannot route to it. */
 const GONE_REMEMBERED_MS = 10 * 60_000;
@@ -33,8 +37,6 @@ const GONE_REMEMBERED_MS = 10 * 60_000;
 const REPLAY_BUFFER_BYTES = 1024 * 1024;
 /** Methods HTTP defines as idempotent: sent again even when the first attempt may have reached the function. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
-/** Errors of a connection that was never made: the request cannot have reached the function. */
-const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ConnectionRefused']);
 
 /** What one invocation met on its way, for its record. */
 interface Trace {
@@ -45,12 +47,29 @@ interface Trace {
   response?: Response;
 }
 
-/** One request on its way to a container, so that news of the container's death can end it at once. */
+/** One request on its way to a container, until its answer's head is in: what the ticker watches. */
 interface Exchange {
-  controller: AbortController;
+  call: UpstreamCall;
+  route: Route;
+  request: Request;
+  /** Wall-clock time it was sent, to compare with when its container died. */
   startedAt: number;
+  /** `performance.now()` past which its timeout has passed, and its container is probed next. */
+  deadline: number;
+  nextProbe: number;
+  /** Whether its client's abort signal is listened to. */
+  watching: boolean;
+  /** Why it was ended early. */
+  reason?: symbol;
   /** Set when the container died before this request was sent. */
   neverReached?: boolean;
+}
+
+/** Ends an exchange early, for `reason` (the first reason wins). */
+function end(exchange: Exchange, reason: symbol): void {
+  if (exchange.reason !== undefined) return;
+  exchange.reason = reason;
+  exchange.call.abort(new Error(reason.description));
 }
 
 /** An exchange that failed because of its container; `reached` says whether the function may have seen the request. */
@@ -109,8 +128,11 @@ export class InvokeService {
    * Who may invoke what (see access/policy.ts): undefined when the request may go on at once (the
    * admin token), a promise that rejects with 401 when it may not. Unset: everyone may.
    */
-  authorize?: (target: string, request: Request) => Promise<void> | undefined;
+  authorize?: (target: string, token: string | undefined) => Promise<void> | undefined;
   private timer?: ReturnType<typeof setInterval>;
+  /** The one timer of the requests in flight (see tick). */
+  private ticker?: ReturnType<typeof setInterval>;
+  private readonly upstreams = new Upstreams(isForwardedAnswerHeader);
 
   constructor(
     private readonly temporal: Client,
@@ -181,7 +203,7 @@ export class InvokeService {
     if (diedAt === undefined) return;
     for (const exchange of this.inFlight.get(containerId) ?? []) {
       exchange.neverReached = exchange.startedAt > diedAt;
-      exchange.controller.abort(GONE);
+      end(exchange, GONE);
     }
   }
 
@@ -194,6 +216,9 @@ export class InvokeService {
 
   stop(): void {
     clearInterval(this.timer);
+    clearInterval(this.ticker);
+    this.ticker = undefined;
+    this.upstreams.close();
     this.usage.stop();
   }
 
@@ -378,15 +403,18 @@ export class InvokeService {
    */
   async invoke(target: string, request: Request, clientIp?: string): Promise<Response> {
     const started = performance.now();
-    const requestId = takeRequestIdHeader(request.headers);
+    const heads = readRequestHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
+    const requestId = heads.requestId;
     const trace: Trace = {};
     let status = 500;
     try {
-      const response = await this.exchange(target, request, clientIp, trace);
+      const response = await this.exchange(target, request, heads, trace);
       response.headers.set(REQUEST_ID_HEADER, requestId);
       status = response.status;
       return response;
     } catch (error) {
+      // The error's answer carries the request's id too (errors.ts reads it from the request).
+      request.headers.set(REQUEST_ID_HEADER, requestId);
       if (error instanceof PlatError) {
         status = error.status;
         if (error.code === 'UPSTREAM_TIMEOUT' && trace.route) {
@@ -402,16 +430,15 @@ export class InvokeService {
       }
       throw error;
     } finally {
-      if (this.metrics) this.record(target, request, status, started, requestId, trace);
+      if (this.metrics) this.record(target, request, heads, status, started, trace);
     }
   }
 
   /** Counts the invocation and writes its record. */
-  private record(target: string, request: Request, status: number, started: number, requestId: string, trace: Trace): void {
+  private record(target: string, request: Request, heads: RequestHeads, status: number, started: number, trace: Trace): void {
     const route = trace.route;
     const path = trace.path ?? functionPath(request.url);
     const query = path.indexOf('?');
-    const bytesIn = Number(request.headers.get('content-length') ?? Number.NaN);
     const bytesOut = Number(trace.response?.headers.get('content-length') ?? Number.NaN);
     this.metrics?.invocation({
       time: new Date().toISOString(),
@@ -423,20 +450,19 @@ export class InvokeService {
       status,
       durationMs: Math.round((performance.now() - started) * 1000) / 1000,
       start: route ? trace.start : undefined,
-      bytesIn: Number.isNaN(bytesIn) ? undefined : bytesIn,
+      bytesIn: heads.contentLength,
       bytesOut: Number.isNaN(bytesOut) ? undefined : bytesOut,
-      requestId,
+      requestId: heads.requestId,
     });
   }
 
-  private async exchange(target: string, request: Request, clientIp: string | undefined, trace: Trace): Promise<Response> {
-    // Before the headers are turned into the function's (the token is dropped then).
-    const authorizing = this.authorize?.(target, request);
+  private async exchange(target: string, request: Request, heads: RequestHeads, trace: Trace): Promise<Response> {
+    checkSizesOf(heads.contentLength, heads.bytes);
+    const authorizing = this.authorize?.(target, heads.token);
     if (authorizing !== undefined) await authorizing;
     const pathAndQuery = functionPath(request.url);
     trace.path = pathAndQuery;
-    const headers = toUpstreamHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
-    const body = await bodyToSend(request);
+    const body = await bodyToSend(request, heads.contentLength);
     trace.start = 'warm';
     let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, request.signal));
     const name = route.name;
@@ -451,13 +477,12 @@ export class InvokeService {
         trace.route = route;
         let response: Response;
         try {
-          response = await this.forward(route, request, body, headers, pathAndQuery, resumed);
+          response = await this.forward(route, request, body, heads.lines, pathAndQuery, resumed);
         } finally {
           // The place is taken until the answer's headers arrive; a streamed body does not hold it.
           this.release(route);
         }
         if (!isRefusal(response)) {
-          toDownstreamHeaders(response.headers);
           this.usage.record(route.name, route.containerId);
           trace.response = response;
           return response;
@@ -500,45 +525,48 @@ export class InvokeService {
   }
 
   /**
-   * One exchange with the container. The function's timeout bounds the wait for its answer to start
-   * (status and headers), as a proxy's read timeout does; a streamed body may go on past it. A client
-   * that goes away aborts the exchange, body included. While it waits, the container is probed every
-   * second (see liveness.ts), so a dead one fails the request at once instead of at the timeout.
-   * The upstream Response is returned as it is (its headers are trimmed in place by the caller, body
-   * neither decompressed nor re-wrapped), so Bun pipes it natively: re-wrapping its body cost more than the rest of the hop.
+   * One exchange with the container, on a kept-alive connection (upstream.ts). The function's timeout
+   * bounds the wait for its answer to start (status and headers), as a proxy's read timeout does; a
+   * streamed body may go on past it. A client that goes away ends the exchange, body included. While
+   * it waits, the container is probed every second (see liveness.ts), so a dead one fails the request
+   * at once instead of at the timeout. No timer is set per request: one ticker (`tick`) watches every
+   * exchange in flight.
    */
   private async forward(
     route: Route,
     request: Request,
     body: Uint8Array | ReadableStream | null,
-    headers: Headers,
+    headerLines: string,
     pathAndQuery: string,
     resumed?: Promise<void>,
   ): Promise<Response> {
-    const controller = new AbortController();
-    const exchange: Exchange = { controller, startedAt: Date.now() };
-    resumed?.catch(() => controller.abort(NOT_RESUMED));
-    const exchanges = this.inFlight.get(route.containerId) ?? new Set<Exchange>();
-    this.inFlight.set(route.containerId, exchanges);
+    const head = `${headerLines}${INSTANCE_HEADER}: ${route.instanceId}\r\n`;
+    const call = this.upstreams.request(route.url, { method: request.method, target: pathAndQuery, head, body });
+    const now = performance.now();
+    const exchange: Exchange = {
+      call,
+      route,
+      request,
+      startedAt: Date.now(),
+      deadline: now + route.timeoutMs,
+      nextProbe: now + LIVENESS_MS,
+      watching: false,
+    };
+    resumed?.catch(() => end(exchange, NOT_RESUMED));
+    let exchanges = this.inFlight.get(route.containerId);
+    if (!exchanges) {
+      exchanges = new Set<Exchange>();
+      this.inFlight.set(route.containerId, exchanges);
+    }
     exchanges.add(exchange);
-    const timer = setTimeout(() => controller.abort(TIMED_OUT), route.timeoutMs);
-    headers.set(INSTANCE_HEADER, route.instanceId);
-    const watchdog = setInterval(() => {
-      void this.alive(route).then((alive) => alive || controller.abort(UNRESPONSIVE));
-    }, LIVENESS_MS);
-    request.signal.addEventListener('abort', () => controller.abort(request.signal.reason), { once: true });
+    if (!this.ticker) {
+      this.ticker = setInterval(() => this.tick(), TICK_MS);
+      this.ticker.unref?.();
+    }
     try {
-      const upstream = await fetch(route.url + pathAndQuery, {
-        method: request.method,
-        headers,
-        body: body as BodyInit | null,
-        redirect: 'manual',
-        signal: controller.signal,
-        decompress: false,
-      });
-      return upstream;
+      return await call.response;
     } catch (error) {
-      const reason = controller.signal.reason;
+      const reason = exchange.reason;
       if (reason === TIMED_OUT) {
         throw new PlatError('UPSTREAM_TIMEOUT', `function ${route.name} did not answer within its timeout of ${route.timeoutMs / 1000} s`);
       }
@@ -546,16 +574,44 @@ export class InvokeService {
       if (reason === UNRESPONSIVE) throw new ExchangeFailed('its container stopped accepting connections', true);
       // Frozen until now, it cannot have read the request.
       if (reason === NOT_RESUMED) throw new ExchangeFailed('its paused container could not be resumed', false);
-      const code = (error as { code?: string }).code;
-      // Bun's advice to its own callers ("pass `verbose: true`…") means nothing to a function's client.
-      const message = (error as Error).message.replace(/ For more information, pass `verbose: true`.*$/, '');
-      throw new ExchangeFailed(message, !(code && NOT_CONNECTED.has(code)));
+      if (reason === CLIENT_GONE) throw error;
+      const failure = error as UpstreamError;
+      throw new ExchangeFailed(failure.message, failure.reached !== false);
     } finally {
-      clearTimeout(timer);
-      clearInterval(watchdog);
       exchanges.delete(exchange);
       if (exchanges.size === 0) this.inFlight.delete(route.containerId);
     }
+  }
+
+  /**
+   * Every TICK_MS, for each request waiting for its answer: its timeout, its client (watched from its
+   * first tick on, so a quick request never pays for an abort signal), and its container's liveness;
+   * and the kept connections idle too long are closed.
+   */
+  private tick(): void {
+    const now = performance.now();
+    for (const exchanges of this.inFlight.values()) {
+      for (const exchange of exchanges) {
+        if (now >= exchange.deadline) {
+          end(exchange, TIMED_OUT);
+          continue;
+        }
+        if (!exchange.watching) {
+          exchange.watching = true;
+          const signal = exchange.request.signal;
+          if (signal.aborted) {
+            end(exchange, CLIENT_GONE);
+            continue;
+          }
+          signal.addEventListener('abort', () => end(exchange, CLIENT_GONE), { once: true });
+        }
+        if (now >= exchange.nextProbe) {
+          exchange.nextProbe = now + LIVENESS_MS;
+          void this.alive(exchange.route).then((alive) => alive || end(exchange, UNRESPONSIVE));
+        }
+      }
+    }
+    this.upstreams.sweep(now);
   }
 
   private alive(route: Route): Promise<boolean> {
@@ -609,14 +665,15 @@ function isRefusal(response: Response): boolean {
 }
 
 /** The body as it will be sent: read into memory when small enough to send twice, else the stream itself. */
-async function bodyToSend(request: Request): Promise<Uint8Array | ReadableStream | null> {
+async function bodyToSend(request: Request, length: number | undefined): Promise<Uint8Array | ReadableStream | null> {
   if (request.body === null) return null;
-  const length = Number(request.headers.get('content-length') ?? Number.NaN);
-  if (length <= REPLAY_BUFFER_BYTES) return new Uint8Array(await request.arrayBuffer());
+  if (length !== undefined && length <= REPLAY_BUFFER_BYTES) return new Uint8Array(await request.arrayBuffer());
   return request.body;
 }
 
 const TIMED_OUT = Symbol('timed out');
+/** Its client went away. */
+const CLIENT_GONE = Symbol('client gone');
 /** The worker reported the container dead. */
 const GONE = Symbol('container gone');
 /** The liveness probe found nothing listening. */

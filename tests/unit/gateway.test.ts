@@ -3,7 +3,7 @@ import { Client, Connection } from '@temporalio/client';
 import { RegistryApi } from '../../lib/registry-api';
 import { createTokenCheck } from '../../gateway/auth';
 import { createApp } from '../../gateway/app';
-import { toDownstreamHeaders, toUpstreamHeaders } from '../../gateway/invoke/headers';
+import { isForwardedAnswerHeader, readRequestHeaders } from '../../gateway/invoke/headers';
 import { functionPath } from '../../gateway/invoke/service';
 import { connectTemporal } from '../../gateway/temporal';
 import { isTemporalUnreachable, toPlatError } from '../../gateway/temporal-errors';
@@ -23,7 +23,7 @@ describe('token check', () => {
 });
 
 describe('proxy headers', () => {
-  it('drops hop-by-hop headers and the platform token, adds forwarding headers, keeps the rest', () => {
+  it('drops hop-by-hop headers, the platform token and x-plat-*, adds forwarding headers and the request id, keeps the rest', () => {
     const incoming = new Headers({
       authorization: 'Bearer t',
       connection: 'keep-alive',
@@ -31,22 +31,40 @@ describe('proxy headers', () => {
       host: 'gw:8080',
       'accept-encoding': 'gzip',
       'x-forwarded-for': '192.0.2.1',
+      'x-plat-instance': 'forged',
+      'content-length': '12',
     });
-    const out = toUpstreamHeaders(incoming, '10.1.2.3', 'http');
-    expect(out.has('authorization')).toBe(false);
-    expect(out.has('connection')).toBe(false);
-    expect(out.has('host')).toBe(false);
-    expect(out.get('x-custom')).toBe('1');
-    expect(out.get('x-forwarded-for')).toBe('192.0.2.1, 10.1.2.3');
-    expect(out.get('x-forwarded-host')).toBe('gw:8080');
-    expect(out.get('x-forwarded-proto')).toBe('http');
-    expect(out.get('accept-encoding')).toBe('gzip');
-  });
-  it('drops hop-by-hop headers of the answer and keeps its encoding', () => {
-    const out = toDownstreamHeaders(
-      new Headers({ 'content-encoding': 'gzip', 'content-length': '10', 'x-a': 'b', 'transfer-encoding': 'chunked', connection: 'close' }),
+    const heads = readRequestHeaders(incoming, '10.1.2.3', 'http');
+    const out = Object.fromEntries(
+      heads.lines
+        .split('\r\n')
+        .filter(Boolean)
+        .map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)]),
     );
-    expect([...out.keys()].sort()).toEqual(['content-encoding', 'content-length', 'x-a']);
+    expect(Object.keys(out).sort()).toEqual([
+      'accept-encoding',
+      'x-custom',
+      'x-forwarded-for',
+      'x-forwarded-host',
+      'x-forwarded-proto',
+      'x-request-id',
+    ]);
+    expect(out['x-forwarded-for']).toBe('192.0.2.1, 10.1.2.3');
+    expect(out['x-forwarded-host']).toBe('gw:8080');
+    expect(out['x-forwarded-proto']).toBe('http');
+    expect(out['x-request-id']).toBe(heads.requestId);
+    expect(heads.token).toBe('t');
+    expect(heads.contentLength).toBe(12);
+    expect(heads.bytes).toBe([...incoming].reduce((n, [k, v]) => n + k.length + v.length + 4, 0));
+  });
+  it('keeps a well-formed request id, and replaces one that is not', () => {
+    expect(readRequestHeaders(new Headers({ 'x-request-id': 'abc-1' }), undefined, 'https').requestId).toBe('abc-1');
+    expect(readRequestHeaders(new Headers({ 'x-request-id': 'bad id\u0001' }), undefined, 'https').requestId).toMatch(/^[0-9a-f-]{36}$/);
+  });
+  it('passes none of the answer’s hop-by-hop headers or x-plat-* on, and keeps its encoding', () => {
+    const names = ['content-encoding', 'content-length', 'x-a', 'transfer-encoding', 'connection', 'x-plat-error', 'keep-alive'];
+    expect(names.filter((name) => isForwardedAnswerHeader(name, 200))).toEqual(['content-encoding', 'content-length', 'x-a']);
+    expect(isForwardedAnswerHeader('x-plat-refused', 200)).toBe(false);
   });
 });
 

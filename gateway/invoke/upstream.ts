@@ -1,0 +1,635 @@
+import type { Socket, SocketHandler } from 'bun';
+
+/**
+ * The invoke proxy's HTTP/1.1 client: a pool of kept-alive TCP connections per container, on Bun's
+ * own sockets, that parses only what a proxy must (the status line, the headers, the body's framing).
+ * `fetch` as the upstream client cost the hop about half of nginx's throughput; this is what nginx
+ * itself does (`proxy_http_version 1.1` with upstream keepalive).
+ *
+ * - A request goes out in one write when its body is at hand, chunked when it streams in.
+ * - An answer whose body is already here (most are) becomes a Response over its bytes, and its
+ *   connection goes back to the pool at once; a longer one streams through, with back-pressure
+ *   (the socket stops reading while the client does), and its connection is kept once it ended.
+ * - Nothing here keeps time: the caller aborts a call (its timeout, a client gone, a container
+ *   gone), and sweeps the pool of connections idle too long.
+ */
+
+/** Answer heads larger than this fail the exchange (Node's limit is 16 KiB; nginx's, 32). */
+const MAX_HEAD_BYTES = 64 * 1024;
+/**
+ * A kept connection idle this long is closed by `sweep`: well under any runtime's keep-alive (Node's
+ * 5 s, Bun's 10 s), so a server never closes one just as a request goes out on it.
+ */
+export const IDLE_CLOSE_MS = 2000;
+/** Kept connections per container, at most; more are closed once their answer ended. */
+const MAX_IDLE = 256;
+/** Methods whose requests may be sent again when a kept connection turns out to have closed. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+
+/**
+ * A call that failed. `reached` says whether the function may have seen the request (false only
+ * when no connection was made); `code` is the system's error code when there is one.
+ */
+export class UpstreamError extends Error {
+  constructor(
+    message: string,
+    readonly reached: boolean,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface OutgoingRequest {
+  method: string;
+  /** Path and query. */
+  target: string;
+  /** The header lines, `name: value\r\n` each, sent as they are; `host` and the framing headers are the client's to set. */
+  head: string;
+  /** Bytes at hand (sent with a Content-Length), a stream (sent chunked), or none. */
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
+}
+
+/** One request on its way: its answer (status and headers; the body may still stream), and how to end it early. */
+export interface UpstreamCall {
+  response: Promise<Response>;
+  /** Ends the call with `error` (no-op once the answer's head is in): the connection is closed, never reused. */
+  abort(error: Error): void;
+}
+
+interface Origin {
+  hostname: string;
+  port: number;
+  /** `host:port`, as the Host header and as the pool's key. */
+  host: string;
+}
+
+/** One call's state, shared by the pool (which may send it twice) and its connection. */
+class Call {
+  settled = false;
+  connection?: Connection;
+  constructor(
+    readonly request: OutgoingRequest,
+    private readonly resolveWith: (response: Response) => void,
+    private readonly rejectWith: (error: Error) => void,
+  ) {}
+
+  resolve(response: Response): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolveWith(response);
+  }
+
+  reject(error: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.rejectWith(error);
+  }
+}
+
+type Framing = { kind: 'none' } | { kind: 'length'; left: number } | { kind: 'chunked' } | { kind: 'close' };
+
+/** The connections to containers, kept alive between requests. */
+export class Upstreams {
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly origins = new Map<string, Origin>();
+
+  /** `passes(name, status)` says which headers of an answer the caller gets (the framing ones never: a Response sets its own). */
+  constructor(readonly passes: (name: string, status: number) => boolean = () => true) {}
+
+  /** Sends `request` to the container at `url` (`http://host:port`). */
+  request(url: string, request: OutgoingRequest): UpstreamCall {
+    let call!: Call;
+    const response = new Promise<Response>((resolve, reject) => {
+      call = new Call(request, resolve, reject);
+    });
+    const origin = this.origin(url);
+    const kept = this.take(origin.host);
+    if (kept) kept.send(call, true);
+    else void this.sendFresh(origin, call);
+    return {
+      response,
+      abort: (error) => {
+        if (call.settled) return;
+        call.reject(error);
+        call.connection?.destroy();
+      },
+    };
+  }
+
+  /** Closes the connections idle for longer than IDLE_CLOSE_MS. */
+  sweep(now = performance.now()): void {
+    for (const [host, list] of this.idle) {
+      const keep = list.filter((connection) => {
+        if (now - connection.idleSince < IDLE_CLOSE_MS) return true;
+        connection.destroy();
+        return false;
+      });
+      if (keep.length === 0) this.idle.delete(host);
+      else if (keep.length !== list.length) this.idle.set(host, keep);
+    }
+  }
+
+  /** Closes every kept connection. */
+  close(): void {
+    for (const list of this.idle.values()) for (const connection of list) connection.destroy();
+    this.idle.clear();
+  }
+
+  /** Kept connections, by `host:port` (for tests). */
+  idleCount(host?: string): number {
+    if (host !== undefined) return this.idle.get(host)?.length ?? 0;
+    let count = 0;
+    for (const list of this.idle.values()) count += list.length;
+    return count;
+  }
+
+  /** A call sent again on a new connection: its kept one had closed before any answer came. */
+  resend(connection: Connection, call: Call): void {
+    void this.sendFresh(this.origin(`http://${connection.host}`), call);
+  }
+
+  private async sendFresh(origin: Origin, call: Call): Promise<void> {
+    let connection: Connection;
+    try {
+      connection = await Connection.open(origin, this);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const message = (error as Error).message || String(error);
+      call.reject(new UpstreamError(`could not connect to ${origin.host}: ${message}`, false, code));
+      return;
+    }
+    if (call.settled) {
+      this.keep(connection);
+      return;
+    }
+    connection.send(call, false);
+  }
+
+  private take(host: string): Connection | undefined {
+    const list = this.idle.get(host);
+    return list?.pop();
+  }
+
+  /** A connection whose exchange ended cleanly goes back to its container's pool. */
+  keep(connection: Connection): void {
+    let list = this.idle.get(connection.host);
+    if (!list) {
+      list = [];
+      this.idle.set(connection.host, list);
+    }
+    if (list.length >= MAX_IDLE) {
+      connection.destroy();
+      return;
+    }
+    connection.idleSince = performance.now();
+    list.push(connection);
+  }
+
+  /** A kept connection that closed leaves the pool. */
+  forget(connection: Connection): void {
+    const list = this.idle.get(connection.host);
+    const at = list?.indexOf(connection) ?? -1;
+    if (list && at >= 0) list.splice(at, 1);
+  }
+
+  private origin(url: string): Origin {
+    let origin = this.origins.get(url);
+    if (!origin) {
+      const parsed = new URL(url);
+      const port = Number(parsed.port || 80);
+      origin = { hostname: parsed.hostname, port, host: `${parsed.hostname}:${port}` };
+      this.origins.set(url, origin);
+    }
+    return origin;
+  }
+}
+
+const handlers: SocketHandler<Connection> = {
+  data: (socket, data) => socket.data.onData(data as Buffer),
+  drain: (socket) => socket.data.onDrain(),
+  end: (socket) => socket.data.onEnd(),
+  close: (socket, error) => socket.data.onClose(error),
+  error: (socket, error) => socket.data.onClose(error),
+};
+
+/** One kept-alive connection to a container: one exchange at a time. */
+class Connection {
+  socket!: Socket<Connection>;
+  idleSince = 0;
+  closed = false;
+  private call?: Call;
+  /** Whether the call went out on a connection an earlier exchange used. */
+  private reused = false;
+  /** Bytes of the current answer received so far. */
+  private received = 0;
+  private phase: 'head' | 'body' = 'head';
+  private head?: Buffer;
+  private framing: Framing = { kind: 'none' };
+  /** Whether the connection may carry another exchange once this one ends. */
+  private reusable = true;
+  private requestSent = false;
+  /** The streamed body's controller, while it streams. */
+  private stream?: ReadableStreamDefaultController<Uint8Array>;
+  private paused = false;
+  /** Chunked decoding: bytes left in the current chunk, and where in a chunk's framing we are. */
+  private chunkLeft = 0;
+  private chunkState: 'size' | 'data' | 'data-end' | 'trailer' = 'size';
+  private line = '';
+  /** Unsent bytes, and who waits for them to go. */
+  private backlog: Buffer[] = [];
+  private drained?: () => void;
+
+  private constructor(
+    readonly host: string,
+    private readonly pool: Upstreams,
+  ) {}
+
+  static async open(origin: Origin, pool: Upstreams): Promise<Connection> {
+    const connection = new Connection(origin.host, pool);
+    connection.socket = await Bun.connect<Connection>({ hostname: origin.hostname, port: origin.port, data: connection, socket: handlers });
+    connection.socket.setNoDelay(true);
+    return connection;
+  }
+
+  send(call: Call, reused: boolean): void {
+    this.call = call;
+    call.connection = this;
+    this.reused = reused;
+    this.received = 0;
+    this.phase = 'head';
+    this.requestSent = false;
+    this.reusable = true;
+    this.head = undefined;
+    this.chunkState = 'size';
+    this.line = '';
+    const { method, target, body } = call.request;
+    const head = `${method} ${target} HTTP/1.1\r\nhost: ${this.host}\r\n${call.request.head}`;
+    if (body === null) {
+      this.write(Buffer.from(`${head}\r\n`, 'latin1'));
+      this.requestSent = true;
+    } else if (body instanceof Uint8Array) {
+      this.write(Buffer.concat([Buffer.from(`${head}content-length: ${body.byteLength}\r\n\r\n`, 'latin1'), body]));
+      this.requestSent = true;
+    } else {
+      this.write(Buffer.from(`${head}transfer-encoding: chunked\r\n\r\n`, 'latin1'));
+      void this.pump(body, call);
+    }
+  }
+
+  /** Sends a streamed body, chunked, at the pace the connection takes it. */
+  private async pump(body: ReadableStream<Uint8Array>, call: Call): Promise<void> {
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (this.call !== call || this.closed) {
+          await reader.cancel().catch(() => {});
+          return;
+        }
+        if (done) break;
+        if (value.byteLength === 0) continue;
+        const sent = this.write(Buffer.concat([Buffer.from(`${value.byteLength.toString(16)}\r\n`), value, CRLF]));
+        if (!sent) await new Promise<void>((resolve) => (this.drained = resolve));
+      }
+      this.write(LAST_CHUNK);
+      this.requestSent = true;
+    } catch (error) {
+      if (this.call !== call) return;
+      call.reject(new UpstreamError(`the request's body could not be read: ${(error as Error).message}`, true));
+      this.destroy();
+    }
+  }
+
+  /** Writes what the socket takes now and keeps the rest for `drain`; false when some is kept. */
+  private write(bytes: Buffer): boolean {
+    if (this.backlog.length > 0) {
+      this.backlog.push(bytes);
+      return false;
+    }
+    const written = this.socket.write(bytes);
+    if (written >= bytes.byteLength) return true;
+    this.backlog.push(bytes.subarray(Math.max(written, 0)));
+    return false;
+  }
+
+  onDrain(): void {
+    while (this.backlog.length > 0) {
+      const bytes = this.backlog[0] as Buffer;
+      const written = this.socket.write(bytes);
+      if (written < bytes.byteLength) {
+        this.backlog[0] = bytes.subarray(Math.max(written, 0));
+        return;
+      }
+      this.backlog.shift();
+    }
+    const drained = this.drained;
+    this.drained = undefined;
+    drained?.();
+  }
+
+  onData(data: Buffer): void {
+    const call = this.call;
+    if (!call) {
+      // Nothing was asked: a server that talks out of turn is not kept.
+      this.destroy();
+      return;
+    }
+    this.received += data.byteLength;
+    if (this.phase === 'head') this.onHead(call, data);
+    else this.onBody(data);
+  }
+
+  private onHead(call: Call, data: Buffer): void {
+    const bytes = this.head ? Buffer.concat([this.head, data]) : data;
+    const end = bytes.indexOf('\r\n\r\n');
+    if (end < 0) {
+      if (bytes.byteLength > MAX_HEAD_BYTES) {
+        this.fail(call, `its answer's headers are larger than ${MAX_HEAD_BYTES / 1024} KiB`);
+        return;
+      }
+      // Bun may reuse the buffer it handed over: what is kept is copied.
+      this.head = bytes === data ? Buffer.from(data) : bytes;
+      return;
+    }
+    this.head = undefined;
+    const lines = bytes.toString('latin1', 0, end).split('\r\n');
+    const statusLine = lines[0] ?? '';
+    const status = Number(statusLine.slice(9, 12));
+    if (!statusLine.startsWith('HTTP/1.') || !(status >= 100 && status <= 599)) {
+      this.fail(call, `it answered something other than HTTP/1.1 (${JSON.stringify(statusLine.slice(0, 40))})`);
+      return;
+    }
+    if (statusLine[7] === '0') this.reusable = false;
+    const headers = new Headers();
+    let length: string | undefined;
+    let chunked = false;
+    let encoded = false;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] as string;
+      const colon = line.indexOf(':');
+      if (colon <= 0) {
+        this.fail(call, 'its answer has a malformed header line');
+        return;
+      }
+      const name = line.slice(0, colon).toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      if (name === 'content-length') {
+        if (length !== undefined && length !== value) {
+          this.fail(call, 'its answer has conflicting Content-Length headers');
+          return;
+        }
+        length = value;
+      } else if (name === 'transfer-encoding') {
+        encoded = true;
+        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+        continue;
+      } else if (name === 'connection') {
+        if (/\bclose\b/i.test(value)) this.reusable = false;
+        continue;
+      } else if (!this.pool.passes(name, status)) continue;
+      headers.append(name, value);
+    }
+    const rest = bytes.subarray(end + 4);
+    if (status < 200 && status !== 101) {
+      // An interim answer (100 Continue, 103 Early Hints): the real one follows.
+      if (rest.byteLength > 0) this.onHead(call, rest);
+      return;
+    }
+    const method = call.request.method;
+    if (method === 'HEAD' || status === 204 || status === 304 || status === 101) this.framing = { kind: 'none' };
+    else if (encoded) this.framing = chunked ? { kind: 'chunked' } : { kind: 'close' };
+    else if (length !== undefined) {
+      if (!/^\d+$/.test(length)) {
+        this.fail(call, `its answer's Content-Length is not a number (${JSON.stringify(length)})`);
+        return;
+      }
+      this.framing = { kind: 'length', left: Number(length) };
+    } else this.framing = { kind: 'close' };
+    if (encoded && length !== undefined) {
+      // Transfer-Encoding overrides a Content-Length, which must not be passed on (RFC 9112 §6.3).
+      headers.delete('content-length');
+      this.reusable = false;
+    }
+    if (status === 101) this.reusable = false;
+    this.phase = 'body';
+    const statusText = statusLine.slice(13);
+
+    // Most answers are already here whole: their body is bytes, not a stream.
+    const framing = this.framing;
+    if (framing.kind === 'none') {
+      if (rest.byteLength > 0) this.reusable = false;
+      call.resolve(new Response(null, { status, statusText, headers }));
+      this.answerEnded();
+      return;
+    }
+    if (framing.kind === 'length' && rest.byteLength >= framing.left) {
+      if (rest.byteLength > framing.left) this.reusable = false;
+      call.resolve(new Response(Buffer.from(rest.subarray(0, framing.left)), { status, statusText, headers }));
+      this.answerEnded();
+      return;
+    }
+    const parts: Uint8Array[] = [];
+    if (framing.kind === 'chunked') {
+      let done: boolean;
+      try {
+        done = this.dechunk(rest, parts);
+      } catch (error) {
+        this.fail(call, (error as Error).message);
+        return;
+      }
+      if (done) {
+        call.resolve(new Response(Buffer.concat(parts), { status, statusText, headers }));
+        this.answerEnded();
+        return;
+      }
+    } else if (rest.byteLength > 0) {
+      if (framing.kind === 'length') framing.left -= rest.byteLength;
+      parts.push(Buffer.from(rest));
+    }
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.stream = controller;
+          for (const part of parts) controller.enqueue(part);
+        },
+        pull: () => {
+          if (this.paused && !this.closed) {
+            this.paused = false;
+            this.socket.resume();
+          }
+        },
+        cancel: () => {
+          // The client went away: this exchange cannot end cleanly.
+          this.stream = undefined;
+          this.destroy();
+        },
+      },
+      { highWaterMark: 64 * 1024, size: (chunk) => chunk?.byteLength ?? 0 },
+    );
+    call.resolve(new Response(body, { status, statusText, headers }));
+  }
+
+  private onBody(data: Buffer): void {
+    const framing = this.framing;
+    if (framing.kind === 'length') {
+      const take = Math.min(framing.left, data.byteLength);
+      if (take < data.byteLength) this.reusable = false;
+      framing.left -= take;
+      this.enqueue(Buffer.from(data.subarray(0, take)));
+      if (framing.left === 0) this.endStream();
+    } else if (framing.kind === 'chunked') {
+      const parts: Uint8Array[] = [];
+      let done: boolean;
+      try {
+        done = this.dechunk(data, parts);
+      } catch (error) {
+        this.stream?.error(error);
+        this.stream = undefined;
+        this.destroy();
+        return;
+      }
+      for (const part of parts) this.enqueue(part);
+      if (done) this.endStream();
+    } else if (framing.kind === 'close') {
+      this.enqueue(Buffer.from(data));
+    } else {
+      // Bytes after an answer without a body: the connection is out of step.
+      this.destroy();
+    }
+  }
+
+  private enqueue(bytes: Uint8Array): void {
+    const stream = this.stream;
+    if (!stream || bytes.byteLength === 0) return;
+    stream.enqueue(bytes);
+    if ((stream.desiredSize ?? 1) <= 0 && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  private endStream(): void {
+    this.stream?.close();
+    this.stream = undefined;
+    this.answerEnded();
+  }
+
+  /**
+   * Decodes chunked framing from `data` into `parts` (copies); true once the last chunk and its
+   * trailers are in. Throws on malformed framing.
+   */
+  private dechunk(data: Buffer, parts: Uint8Array[]): boolean {
+    let at = 0;
+    while (at < data.byteLength) {
+      if (this.chunkState === 'data') {
+        const take = Math.min(this.chunkLeft, data.byteLength - at);
+        parts.push(Buffer.from(data.subarray(at, at + take)));
+        at += take;
+        this.chunkLeft -= take;
+        if (this.chunkLeft === 0) this.chunkState = 'data-end';
+        continue;
+      }
+      // The other states read lines.
+      const newline = data.indexOf(10, at);
+      const piece = data.toString('latin1', at, newline < 0 ? data.byteLength : newline + 1);
+      at = newline < 0 ? data.byteLength : newline + 1;
+      this.line += piece;
+      if (this.line.length > 4096) throw new Error('its answer has a malformed chunk');
+      if (newline < 0) return false;
+      const line = this.line.replace(/\r?\n$/, '');
+      this.line = '';
+      if (this.chunkState === 'data-end') {
+        if (line !== '') throw new Error('its answer has a malformed chunk');
+        this.chunkState = 'size';
+      } else if (this.chunkState === 'size') {
+        const size = Number.parseInt(line.split(';', 1)[0] as string, 16);
+        if (!/^[0-9a-f]+/i.test(line) || Number.isNaN(size)) throw new Error('its answer has a malformed chunk size');
+        if (size === 0) this.chunkState = 'trailer';
+        else {
+          this.chunkLeft = size;
+          this.chunkState = 'data';
+        }
+      } else if (line === '') {
+        // The empty line after the trailers: the body is whole.
+        this.chunkState = 'size';
+        if (at < data.byteLength) this.reusable = false;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** The answer is whole: the connection is kept once its request is sent too. */
+  private answerEnded(): void {
+    if (this.requestSent) {
+      this.release();
+      return;
+    }
+    // It answered before it took the whole body: the rest is not wanted, and the connection is out of step.
+    this.call = undefined;
+    this.destroy();
+  }
+
+  private release(): void {
+    this.call = undefined;
+    if (this.reusable && !this.closed && this.backlog.length === 0) this.pool.keep(this);
+    else this.destroy();
+  }
+
+  private fail(call: Call, reason: string): void {
+    call.reject(new UpstreamError(reason, true));
+    this.destroy();
+  }
+
+  /** The server closed its side: a body framed by the close ends here; anything else was cut short. */
+  onEnd(): void {
+    if (this.phase === 'body' && this.framing.kind === 'close' && this.stream) {
+      this.reusable = false;
+      this.endStream();
+    }
+    this.onClose();
+  }
+
+  onClose(error?: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    const call = this.call;
+    this.call = undefined;
+    this.pool.forget(this);
+    if (this.stream) {
+      this.stream.error(new Error(`the connection to the function closed before its answer ended${error ? ` (${error.message})` : ''}`));
+      this.stream = undefined;
+    }
+    this.drained?.();
+    if (!call || call.settled) return;
+    // A kept connection the server had closed before the request reached it: send it once more, on a new one.
+    if (
+      this.reused &&
+      this.received === 0 &&
+      this.requestSent &&
+      !(call.request.body instanceof ReadableStream) &&
+      IDEMPOTENT.has(call.request.method)
+    ) {
+      this.pool.resend(this, call);
+      return;
+    }
+    const code = (error as { code?: string } | undefined)?.code;
+    const why = error?.message ? `: ${error.message}` : '';
+    call.reject(
+      new UpstreamError(
+        this.received === 0 ? `the connection closed before any answer${why}` : `the connection closed mid-answer${why}`,
+        true,
+        code,
+      ),
+    );
+  }
+
+  destroy(): void {
+    if (this.closed) return;
+    this.socket.terminate();
+    this.onClose();
+  }
+}
