@@ -461,9 +461,12 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       adopt: boolean;
       timeoutMs: number;
     }): Promise<Instance> {
-      const found = adopt ? await activities.findInstance({ name, version: version.version }) : null;
+      // Both are reads of the engine: at once, not one after the other.
+      const [found] = await Promise.all([
+        adopt ? activities.findInstance({ name, version: version.version }) : null,
+        activities.ensureImage({ image: version.image }),
+      ]);
       if (found) return found;
-      await activities.ensureImage({ image: version.image });
       const containerId = await activities.createContainer({ name, version, instanceId });
       try {
         const url = await activities.startContainer({ containerId });

@@ -1,4 +1,5 @@
 import { expect } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +12,13 @@ import type { DeployResult } from '../../lib/types';
 import type { TestStack } from './stack';
 import { waitFor } from './wait';
 
+/** The function folders of this test process, under one temp directory that goes when the process ends. */
+const FOLDERS = mkdtempSync(join(tmpdir(), 'plat-fns-'));
+process.on('exit', () => rmSync(FOLDERS, { recursive: true, force: true }));
+
 /** A function folder in a temp directory: function.json for `name` plus the given files. */
 export async function functionFolder(name: string, files: Record<string, string>, config: Record<string, unknown> = {}): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `plat-fn-${name}-`));
+  const dir = await mkdtemp(join(FOLDERS, `${name}-`));
   await writeFile(join(dir, 'function.json'), JSON.stringify({ name, runtime: 'bun', entry: 'index.ts', ...config }, null, 2));
   for (const [path, text] of Object.entries(files)) await writeFile(join(dir, path), text);
   return dir;
@@ -47,7 +52,7 @@ const FIXTURES = new URL('../fixtures/', import.meta.url).pathname;
 
 /** A copy of a fixture folder under tests/fixtures, with a function.json for `name`. */
 export async function fixtureFolder(fixture: string, name: string, config: Record<string, unknown> = {}): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `plat-fn-${name}-`));
+  const dir = await mkdtemp(join(FOLDERS, `${name}-`));
   await cp(join(FIXTURES, fixture), dir, { recursive: true });
   await writeFile(join(dir, 'function.json'), JSON.stringify({ name, ...config }, null, 2));
   return dir;
