@@ -435,6 +435,8 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       for (const image of images) await registry.delete(repository, 'manifests', image.slice(image.indexOf('@') + 1));
       for (const version of versions) await registry.untagSource(repository, version);
       for (const digest of new Set(sourceDigests)) await registry.delete(repository, 'blobs', digest);
+      // Its async calls' bodies (activities/calls.ts): their blobs go with the next collection.
+      for (const tag of await registry.tags(repository)) if (tag.startsWith('call-')) await registry.untag(repository, tag);
     },
   };
 

@@ -1,5 +1,6 @@
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { createBuildActivities } from './build';
+import { createCallActivities } from './calls';
 import { createContainerActivities } from './containers';
 import type { ActivityDeps } from './deps';
 import { isEngineUnreachable } from './docker-helpers';
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createContainerActivities(deps),
     ...createRegisterActivities(deps),
     ...createRegistryGcActivities(deps),
+    ...createCallActivities(deps),
 
     /**
      * Returns once the Docker engine answers again. A deploy step that found it down waits here

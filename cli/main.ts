@@ -5,7 +5,8 @@ import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import { Api, CliError } from './api';
 import { deploy } from './commands/deploy';
 import { init } from './commands/init';
-import { invoke } from './commands/invoke';
+import { callsCommand } from './commands/calls';
+import { invoke, invokeAsync } from './commands/invoke';
 import { keysCommand } from './commands/keys';
 import { secretCommand } from './commands/secrets';
 import { logs } from './commands/logs';
@@ -55,16 +56,43 @@ cli
   .option('-d, --data <data>', 'Request body; @file reads a file, @- reads stdin')
   .option('-H, --header <header>', 'Request header "Name: value" (repeatable)', { type: [String] })
   .option('-i, --include', 'Print the status line and headers too')
+  .option('--async', 'Call it asynchronously: print the call id at once (see plat calls)')
+  .option('--callback <url>', 'With --async: POST the result to this URL when the call ends')
+  .option('--key <key>', 'With --async: an Idempotency-Key (the same key twice is one call)')
   .example('plat invoke hello --data \'{"x":1}\'')
+  .example('plat invoke hello --async --callback https://example.com/done')
   .action(
     async (
       name: string,
       path: string | undefined,
-      options: GlobalOptions & { method?: string; data?: string; header?: string[]; include?: boolean },
+      options: GlobalOptions & {
+        method?: string;
+        data?: string;
+        header?: string[];
+        include?: boolean;
+        async?: boolean;
+        callback?: string;
+        key?: string;
+      },
     ) => {
+      if (options.async) {
+        print(await invokeAsync(api(options), name, path, options, Boolean(options.json)));
+        return;
+      }
+      if (options.callback || options.key) throw new CliError('--callback and --key go with --async');
       const status = await invoke(api(options), name, path, options);
       if (status >= 400) process.exitCode = 1;
     },
+  );
+
+cli
+  .command('calls <name> [id]', 'Async calls: calls NAME [--failed] | calls show ID | calls retry ID')
+  .option('--failed', 'Only the calls that failed')
+  .option('--limit <n>', 'How many, newest first (default 50)')
+  .example('plat calls hello --failed')
+  .example('plat calls retry hello.3f2a…')
+  .action(async (name: string, id: string | undefined, options: GlobalOptions & { failed?: boolean; limit?: string }) =>
+    print(await callsCommand(api(options), name, id, options, Boolean(options.json))),
   );
 
 cli

@@ -21,6 +21,9 @@ import { secretsRoutes } from './secrets';
 import { GatewayMetrics, metricsRoutes } from './metrics';
 import { errors, Health } from './model';
 import { INVOKE_METHODS, invokePath, invokeRoot } from './invoke/model';
+import { asyncRoutes, callsRoutes } from './calls';
+import { asyncPath, asyncRoot } from './calls/model';
+import { CallsService } from './calls/service';
 
 export interface GatewayDeps {
   temporal: Client;
@@ -57,13 +60,16 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     // Without JWTs, a warm request's key is decided at once from the cache (no promise to wait on).
     return verifyJwt ? authorizeInvoke(name, token, verifyJwt) : policy.check(name, token);
   };
+  invoke.trusted = isAdmin;
+  const calls = new CallsService(temporal, registry, functions, settings);
+  calls.authorize = (name, token) => invoke.authorize?.(name, token);
   const keys = new KeysService(temporal, functions);
   keys.onChange = (name) => policy.invalidate(name);
   const refreshing = setInterval(() => void policy.refreshAll(), ROUTE_REVALIDATE_MS);
   refreshing.unref();
 
-  // The invoke path is served by Bun's router itself, before Elysia (see invoke/index.ts).
-  const app = new Elysia({ serve: { routes: invokeRoutes(invoke) } })
+  // The invoke paths are served by Bun's router itself, before Elysia (see invoke/index.ts).
+  const app = new Elysia({ serve: { routes: { ...invokeRoutes(invoke), ...asyncRoutes(calls) } } })
     .use(errorHandling)
     .onRequest(({ request }) => checkSizes(request))
     .use(apiDocument())
@@ -75,11 +81,13 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     .use(logsRoutes(functions, settings, checkToken))
     .use(keysRoutes(keys, checkToken))
     .use(secretsRoutes(secrets, checkToken))
-    .use(functionsRoutes(functions, checkToken));
+    .use(functionsRoutes(functions, checkToken))
+    .use(callsRoutes(calls, checkToken));
   /** What the worker on this host pushes (lib/events.ts), to the services that act on it. */
   const onEvent = (event: PlatformEvent) => {
     invoke.onEvent(event);
     if (event.type === 'function-changed') void policy.invalidate(event.name);
+    if (event.type === 'call-attempt') metrics?.callAttempt(event.name, event.outcome);
     functions.registryGate.onEvent(event);
   };
   return { app, invoke, functions, onEvent, metrics };
@@ -103,7 +111,13 @@ function apiDocument() {
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
-      paths: { '/function/{name}': invoke(invokeRoot), '/function/{name}/{path}': invoke(invokePath) },
+      paths: {
+        '/function/{name}': invoke(invokeRoot),
+        '/function/{name}/{path}': invoke(invokePath),
+        // Any method is accepted; POST is the one documented (a HEAD's 202 would have no body to check).
+        '/async-function/{name}': Object.fromEntries([['post', asyncRoot]]),
+        '/async-function/{name}/{path}': Object.fromEntries([['post', asyncPath]]),
+      },
     },
   });
 }

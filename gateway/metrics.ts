@@ -83,6 +83,18 @@ export class GatewayMetrics {
     buckets: DEPLOY_BUCKETS,
     registers: [this.registry],
   });
+  private readonly calls = new Counter({
+    name: 'plat_calls_total',
+    help: 'Async calls that ended, by function and result (succeeded, failed), as the worker on this host told it.',
+    labelNames: ['function', 'result'],
+    registers: [this.registry],
+  });
+  private readonly callAttempts = new Counter({
+    name: 'plat_call_attempts_total',
+    help: 'Attempts of async calls, by function and outcome: retry (another follows), succeeded or failed (the call ended).',
+    labelNames: ['function', 'outcome'],
+    registers: [this.registry],
+  });
   private readonly children = new Map<string, { count: Counter; seconds: Histogram }>();
   private records: string[] = [];
   private flushTimer?: ReturnType<typeof setTimeout>;
@@ -127,6 +139,12 @@ export class GatewayMetrics {
   coldStart(name: string, seconds: number): void {
     this.coldStarts.inc({ function: name });
     this.coldStartSeconds.observe({ function: name }, seconds);
+  }
+
+  /** An async call's attempt ended (a call-attempt event); the last one ends the call. */
+  callAttempt(name: string, outcome: 'succeeded' | 'retry' | 'failed'): void {
+    this.callAttempts.inc({ function: name, outcome });
+    if (outcome !== 'retry') this.calls.inc({ function: name, result: outcome });
   }
 
   resume(name: string): void {

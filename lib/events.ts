@@ -27,7 +27,14 @@ export type PlatformEvent =
   | { type: 'function-changed'; name: string }
   /** The idle rules paused a container: a request must resume it first (resumePath). */
   | { type: 'instance-paused'; name: string; containerId: string }
-  | { type: 'instance-resumed'; name: string; containerId: string };
+  | { type: 'instance-resumed'; name: string; containerId: string }
+  /**
+   * An async call's attempt ended: `retry` when another follows, else how the call ended. Gateways
+   * count them (plat_calls_total, plat_call_attempts_total).
+   */
+  | { type: 'call-attempt'; name: string; attempt: number; status?: number; outcome: CallAttemptOutcome };
+
+export type CallAttemptOutcome = 'succeeded' | 'retry' | 'failed';
 
 export interface EventPublisher {
   publish(event: PlatformEvent): void;

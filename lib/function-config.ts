@@ -1,6 +1,6 @@
 import { functionNameProblem, secretNameProblem } from './names';
 import { RUNTIME_NAMES, RUNTIMES } from './runtimes';
-import { LIMITS } from './settings';
+import { LIMITS, parseDuration } from './settings';
 
 /** function.json, as the user writes it and as the platform stores it (defaults filled in). */
 export interface FunctionConfig {
@@ -26,6 +26,27 @@ export interface FunctionConfig {
   secrets?: string[];
   /** `none`: no outbound network at all (the gateway still reaches it). Absent: outbound access on. */
   network?: 'none';
+  /** How async calls (POST /async-function/NAME) are retried. Versions deployed before it have none: the defaults. */
+  async?: AsyncConfig;
+}
+
+/**
+ * An async call's retries: up to `retries` more attempts after the first, on a connection failure,
+ * 429, 502, 503 or 504, waiting `backoff` before the second and twice as long before each next one,
+ * at most `maxBackoff` (durations such as "500ms", "1s", "1m").
+ */
+export interface AsyncConfig {
+  retries: number;
+  backoff: string;
+  maxBackoff: string;
+}
+
+export const ASYNC_DEFAULTS: AsyncConfig = { retries: 5, backoff: '1s', maxBackoff: '1m' };
+const ASYNC_LIMITS = { retries: 20, backoffMs: { min: 10, max: 3_600_000 } } as const;
+
+/** A version's async rules, with the defaults of those it was deployed without. */
+export function asyncOf(config: { async?: Partial<AsyncConfig> } | undefined): AsyncConfig {
+  return { ...ASYNC_DEFAULTS, ...config?.async };
 }
 
 export type Access = 'key' | 'public';
@@ -74,7 +95,7 @@ export const CONFIG_LIMITS = {
   timeout: { min: 1, max: 900 },
 } as const;
 
-const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access', 'secrets', 'network'];
+const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access', 'secrets', 'network', 'async'];
 /** Secrets a function may mount. */
 const MAX_SECRETS = 20;
 const ENTRY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$/;
@@ -140,6 +161,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
   const timeout = numberField(input, 'timeout', problems);
 
   const scale = scaleField(input.scale, problems);
+  const asyncRules = asyncField(input.async, problems);
   const secrets = input.secrets === undefined ? [] : input.secrets;
   if (!Array.isArray(secrets) || secrets.length > MAX_SECRETS) {
     problems.push(`secrets must be a list of at most ${MAX_SECRETS} secret names, such as ["db-password"]`);
@@ -179,8 +201,43 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
       access: access as Access,
       ...(Array.isArray(secrets) && secrets.length > 0 ? { secrets: secrets as string[] } : {}),
       ...(input.network === 'none' ? { network: 'none' as const } : {}),
+      ...(asyncRules ? { async: asyncRules } : {}),
     },
   };
+}
+
+/** `async`: retries (a whole number) and two durations, each optional, defaults filled in; absent stays absent. */
+function asyncField(raw: unknown, problems: string[]): AsyncConfig | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    problems.push('async must be an object such as { "retries": 5, "backoff": "1s", "maxBackoff": "1m" }');
+    return undefined;
+  }
+  const input = raw as Record<string, unknown>;
+  const rules = { ...ASYNC_DEFAULTS };
+  for (const key of Object.keys(input)) {
+    if (!(key in ASYNC_DEFAULTS)) problems.push(`unknown field "async.${key}" (known: ${Object.keys(ASYNC_DEFAULTS).join(', ')})`);
+  }
+  if (input.retries !== undefined) {
+    const n = input.retries;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > ASYNC_LIMITS.retries) {
+      problems.push(`async.retries must be a whole number from 0 to ${ASYNC_LIMITS.retries} (got ${JSON.stringify(n)})`);
+    } else rules.retries = n;
+  }
+  const { min, max } = ASYNC_LIMITS.backoffMs;
+  for (const key of ['backoff', 'maxBackoff'] as const) {
+    if (input[key] === undefined) continue;
+    const ms = typeof input[key] === 'string' ? parseDuration(input[key]) : undefined;
+    if (ms === undefined || ms < min || ms > max) {
+      problems.push(
+        `async.${key} must be a duration from ${min}ms to 1h, such as "500ms", "1s" or "1m" (got ${JSON.stringify(input[key])})`,
+      );
+    } else rules[key] = input[key] as string;
+  }
+  if ((parseDuration(rules.maxBackoff) ?? 0) < (parseDuration(rules.backoff) ?? 0)) {
+    problems.push(`async.maxBackoff (${rules.maxBackoff}) must not be shorter than async.backoff (${rules.backoff})`);
+  }
+  return rules;
 }
 
 /** `scale`: an object of whole seconds (and a count), each field optional, defaults filled in. */

@@ -29,7 +29,20 @@ export const workflowIds = {
   coldStart: (fn: string, version: string, slot = 1) => (slot > 1 ? `coldstart/${fn}/${version}/${slot}` : `coldstart/${fn}/${version}`),
   /** The registry's garbage collection: a Temporal Schedule (and its runs) per platform (task queue). */
   registryGc: (taskQueue: string) => `registry-gc/${taskQueue}`,
+  /** An async call of a function (see CALL_ID_PATTERN). */
+  call: (callId: string) => `call/${functionOfCall(callId)}/${callId}`,
 };
+
+/**
+ * An async call's id: `<function>.<32 hex digits>`. The function's name is in it (a name has no
+ * dot), so `GET /calls/:id` finds the call's workflow without a search.
+ */
+export const CALL_ID_PATTERN = /^(?:[a-z][a-z0-9-]{0,46}[a-z0-9]|[a-z])\.[0-9a-f]{32}$/;
+
+/** The function an async call belongs to. */
+export function functionOfCall(callId: string): string {
+  return callId.slice(0, callId.lastIndexOf('.'));
+}
 
 /** The registry repository (path part) of a function's images and uploaded sources. */
 export function repositoryPath(fn: string): string {

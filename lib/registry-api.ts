@@ -61,35 +61,61 @@ export class RegistryApi {
    * no manifest refers to; tagged, the source stays until its version is deleted. The version is an
    * annotation, so two versions with the same bytes still have a manifest (and a digest) each.
    */
-  async tagSource(repository: string, version: string, source: { digest: string; size: number }): Promise<string> {
+  tagSource(repository: string, version: string, source: { digest: string; size: number }): Promise<string> {
+    return this.tagBlob(repository, sourceTag(version), source, { [SOURCE_ANNOTATION]: version });
+  }
+
+  /** Deletes a version's source manifest (its blob goes with the next garbage collection, or at once by `delete`). */
+  untagSource(repository: string, version: string): Promise<void> {
+    return this.untag(repository, sourceTag(version));
+  }
+
+  /**
+   * Keeps a blob under `tag`: an OCI manifest whose one layer is the blob (the garbage collector
+   * deletes the blobs no manifest refers to). The annotations make the manifest unique to its tag.
+   */
+  async tagBlob(
+    repository: string,
+    tag: string,
+    blob: { digest: string; size: number },
+    annotations: Record<string, string>,
+  ): Promise<string> {
     const config = new TextEncoder().encode('{}');
     const configBlob = await this.uploadBlob(repository, config);
     const manifest = JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configBlob.digest, size: config.byteLength },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: source.digest, size: source.size }],
-      annotations: { [SOURCE_ANNOTATION]: version },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: blob.digest, size: blob.size }],
+      annotations,
     });
-    const response = await fetch(`${this.base}/v2/${repository}/manifests/${sourceTag(version)}`, {
+    const response = await fetch(`${this.base}/v2/${repository}/manifests/${tag}`, {
       method: 'PUT',
       headers: { 'content-type': OCI_MANIFEST },
       body: manifest,
     });
     if (response.status !== 201)
-      throw new Error(`registry refused the source's manifest: HTTP ${response.status} ${await response.text()}`);
+      throw new Error(`registry refused the manifest of ${tag}: HTTP ${response.status} ${await response.text()}`);
     return response.headers.get('docker-content-digest') ?? RegistryApi.digestOf(new TextEncoder().encode(manifest));
   }
 
-  /** Deletes a version's source manifest (its blob goes with the next garbage collection, or at once by `delete`). */
-  async untagSource(repository: string, version: string): Promise<void> {
-    const head = await fetch(`${this.base}/v2/${repository}/manifests/${sourceTag(version)}`, {
+  /** Deletes the manifest under `tag` (its blob goes with the next garbage collection); an absent one counts as deleted. */
+  async untag(repository: string, tag: string): Promise<void> {
+    const head = await fetch(`${this.base}/v2/${repository}/manifests/${tag}`, {
       method: 'HEAD',
       headers: { accept: OCI_MANIFEST },
     });
     const digest = head.headers.get('docker-content-digest');
     if (head.status === 404 || !digest) return;
     await this.delete(repository, 'manifests', digest);
+  }
+
+  /** The repository's tags (none for a repository the registry does not know). */
+  async tags(repository: string): Promise<string[]> {
+    const response = await fetch(`${this.base}/v2/${repository}/tags/list?n=10000`);
+    if (response.status === 404) return [];
+    if (!response.ok) throw new Error(`registry answered HTTP ${response.status} for the tags of ${repository}`);
+    return ((await response.json()) as { tags?: string[] | null }).tags ?? [];
   }
 
   /** Deletes a manifest or blob; absent ones count as deleted. */

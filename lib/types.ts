@@ -171,3 +171,60 @@ export interface InvokeKey {
   hash: string;
   createdAt: string;
 }
+
+/** A blob in the function's registry repository (an async call's request or answer body). */
+export interface BlobRef {
+  digest: string;
+  size: number;
+}
+
+/** An async call as accepted: what the call workflow sends, on every attempt. */
+export interface CallInput {
+  callId: string;
+  name: string;
+  method: string;
+  /** Path and query, as the function sees them. */
+  path: string;
+  /** The request's headers as the function gets them (no token, no hop-by-hop ones). */
+  headers: Array<[string, string]>;
+  body?: BlobRef;
+  /** Where the result is POSTed when the call ends. */
+  callbackUrl?: string;
+  trigger: 'api' | 'schedule';
+  /** The function's async rules when the call was accepted, in milliseconds. */
+  retry: { retries: number; backoffMs: number; maxBackoffMs: number };
+  acceptedAt: string;
+}
+
+export interface CallAttempt {
+  attempt: number;
+  startedAt: string;
+  durationMs: number;
+  /** The function's (or the platform's) status code; absent when no answer came. */
+  status?: number;
+  /** Why the attempt failed, when it did. */
+  error?: string;
+}
+
+/** The answer a call ended with. */
+export interface CallResult {
+  status: number;
+  headers: Array<[string, string]>;
+  body?: BlobRef;
+}
+
+export type CallStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+
+/** What `GET /calls/:id` shows: the call's state, from its workflow. */
+export interface CallState {
+  callId: string;
+  name: string;
+  status: CallStatus;
+  trigger: 'api' | 'schedule';
+  acceptedAt: string;
+  attempts: CallAttempt[];
+  result?: CallResult;
+  /** Whether the result reached the callback URL, when there is one. */
+  callback?: 'pending' | 'delivered' | 'failed';
+  endedAt?: string;
+}

@@ -70,3 +70,19 @@ export const engineWait: ActivityOptions = {
   heartbeatTimeout: HEARTBEAT,
   retry: { initialInterval: '1 second', maximumInterval: '5 seconds' },
 };
+
+/**
+ * One attempt of an async call: its retries are the call's own (the workflow counts attempts and
+ * waits between them), so the activity runs once; a worker that dies mid-attempt costs the attempt.
+ */
+export const callAttempt: ActivityOptions = {
+  startToCloseTimeout: '20 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 1 },
+};
+
+/** Delivering a call's result to its callback URL: retried on its own, for up to about an hour. */
+export const callbackDelivery: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 16 },
+};

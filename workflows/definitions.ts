@@ -4,6 +4,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type {
+  CallState,
   FunctionState,
   FunctionVersion,
   Instance,
@@ -19,7 +20,11 @@ export const WORKFLOW_TYPES = {
   entity: 'functionEntity',
   coldStart: 'coldStart',
   registryGc: 'collectRegistryGarbage',
+  call: 'callFunction',
 } as const;
+
+/** An async call's state, open or ended. */
+export const callQuery = defineQuery<CallState>('call');
 
 export interface FunctionEntityInput {
   name: string;

@@ -34,7 +34,15 @@ export interface RequestHeads {
   contentLength?: number;
   /** What the headers add up to: name, value and 4 bytes each. */
   bytes: number;
+  /**
+   * The platform's own headers a trusted caller (the admin token: an async call's attempt, sent by
+   * the worker) may pass on to the function, as header lines: `x-plat-attempt` and `x-plat-call-id`.
+   */
+  platformLines?: string;
 }
+
+/** The `x-plat-*` headers the invoke path passes on from a trusted caller. */
+const PASSED_PLATFORM_HEADERS = new Set(['x-plat-attempt', 'x-plat-call-id']);
 
 /**
  * Reads a request's headers once, for everything the invoke path needs of them (each look-up or
@@ -48,6 +56,7 @@ export function readRequestHeaders(headers: Headers, clientIp: string | undefine
   let givenId: string | undefined;
   let token: string | undefined;
   let contentLength: number | undefined;
+  let platformLines: string | undefined;
   for (const [name, value] of headers) {
     bytes += name.length + value.length + 4;
     switch (name) {
@@ -67,7 +76,11 @@ export function readRequestHeaders(headers: Headers, clientIp: string | undefine
         contentLength = Number(value);
         continue;
     }
-    if (HOP_BY_HOP.has(name) || name.startsWith(PLATFORM_HEADER_PREFIX)) continue;
+    if (HOP_BY_HOP.has(name)) continue;
+    if (name.startsWith(PLATFORM_HEADER_PREFIX)) {
+      if (PASSED_PLATFORM_HEADERS.has(name)) platformLines = `${platformLines ?? ''}${name}: ${value}\r\n`;
+      continue;
+    }
     lines += `${name}: ${value}\r\n`;
   }
   const requestId = givenId !== undefined && REQUEST_ID_PATTERN.test(givenId) ? givenId : crypto.randomUUID();
@@ -76,7 +89,7 @@ export function readRequestHeaders(headers: Headers, clientIp: string | undefine
   else if (forwardedFor) lines += `x-forwarded-for: ${forwardedFor}\r\n`;
   if (host) lines += `x-forwarded-host: ${host}\r\n`;
   lines += `x-forwarded-proto: ${proto}\r\n`;
-  return { lines, requestId, token, contentLength: Number.isNaN(contentLength) ? undefined : contentLength, bytes };
+  return { lines, requestId, token, contentLength: Number.isNaN(contentLength) ? undefined : contentLength, bytes, platformLines };
 }
 
 /**

@@ -129,6 +129,8 @@ export class InvokeService {
    * admin token), a promise that rejects with 401 when it may not. Unset: everyone may.
    */
   authorize?: (target: string, token: string | undefined) => Promise<void> | undefined;
+  /** Whether a token is trusted with the platform's own request headers (RequestHeads.platformLines): the admin token. */
+  trusted?: (token: string) => boolean;
   private timer?: ReturnType<typeof setInterval>;
   /** The one timer of the requests in flight (see tick). */
   private ticker?: ReturnType<typeof setInterval>;
@@ -460,6 +462,7 @@ export class InvokeService {
     checkSizesOf(heads.contentLength, heads.bytes);
     const authorizing = this.authorize?.(target, heads.token);
     if (authorizing !== undefined) await authorizing;
+    if (heads.platformLines && heads.token !== undefined && this.trusted?.(heads.token)) heads.lines += heads.platformLines;
     const pathAndQuery = functionPath(request.url);
     trace.path = pathAndQuery;
     const body = await bodyToSend(request, heads.contentLength);

@@ -73,6 +73,22 @@ describe('validateFunctionConfig', () => {
     expect(validateFunctionConfig({ name: 'fits', env: { A: 'x'.repeat(30_000) } }).ok).toBe(true);
   });
 
+  it('takes async rules, fills in those left out, and refuses bad ones with what it wants', () => {
+    const ok = validateFunctionConfig({ name: 'a', async: { retries: 2, backoff: '100ms' } });
+    expect(ok.ok && ok.config.async).toEqual({ retries: 2, backoff: '100ms', maxBackoff: '1m' });
+    const none = validateFunctionConfig({ name: 'a' });
+    expect(none.ok && none.config.async).toBeUndefined();
+    const bad = validateFunctionConfig({ name: 'a', async: { retries: -1, backoff: 'soon', maxBackoff: '5ms', extra: 1 } });
+    expect(bad.ok).toBe(false);
+    const problems = bad.ok ? [] : bad.problems;
+    expect(problems).toContain('unknown field "async.extra" (known: retries, backoff, maxBackoff)');
+    expect(problems.some((p) => p.startsWith('async.retries must be a whole number from 0 to 20'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('async.backoff must be a duration'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('async.maxBackoff must be a duration'))).toBe(true);
+    const shorter = validateFunctionConfig({ name: 'a', async: { backoff: '10s', maxBackoff: '1s' } });
+    expect(shorter.ok ? [] : shorter.problems).toEqual(['async.maxBackoff (1s) must not be shorter than async.backoff (10s)']);
+  });
+
   it('fills in the scale rules a scale object leaves out', () => {
     const result = validateFunctionConfig({ name: 'idle', scale: { pauseAfter: 10 } });
     expect(result.ok && result.config.scale).toEqual({ min: 0, pauseAfter: 10, stopAfter: 600, concurrency: 100, max: 10, queue: 100 });
