@@ -49,7 +49,7 @@ export function createCallActivities({ registry, settings, events, logs }: Activ
       durationMs: Date.now() - startedAt.getTime(),
       ...what,
     });
-    const body = input.body ? await registry.getBlob(repositoryPath(input.name), input.body.digest) : undefined;
+    const body = input.body ? await registry.getBlob(repositoryPath(input.name), input.body.digest) : input.inlineBody;
     const headers = new Headers(input.headers);
     headers.set('authorization', `Bearer ${settings.authToken ?? ''}`);
     headers.set('x-plat-attempt', String(attempt));

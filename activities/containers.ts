@@ -3,6 +3,7 @@ import type Docker from 'dockerode';
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { platformRecord } from '../lib/logs';
+import { deleteSchedules } from '../lib/schedules';
 import { SECRETS_MOUNT, secretsDirOf } from '../lib/secrets';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
@@ -97,7 +98,7 @@ export function containerSpec(
   };
 }
 
-export function createContainerActivities({ docker, registry, settings, logs, secrets }: ActivityDeps) {
+export function createContainerActivities({ docker, registry, settings, logs, secrets, temporal }: ActivityDeps) {
   /** Resumes a paused container; one that is not paused (any more) is fine as it is. */
   async function unpause(containerId: string): Promise<void> {
     await docker
@@ -417,7 +418,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       return found.length;
     },
 
-    /** Removes a function's images from the engine and its manifests and sources from the registry. */
+    /** Removes a function's schedules, its images from the engine, and its manifests, sources and calls' bodies from the registry. */
     async removeFunctionArtifacts({
       name,
       images,
@@ -429,6 +430,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       sourceDigests: string[];
       versions?: string[];
     }): Promise<void> {
+      await deleteSchedules(temporal, name);
       const local = await docker.listImages({ filters: { label: labelFilter({ [LABELS.function]: name }) } });
       for (const image of local) await removeImage(docker, image.Id, { force: true });
       const repository = repositoryPath(name);

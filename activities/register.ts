@@ -1,6 +1,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { platformRecord } from '../lib/logs';
+import { syncSchedules } from '../lib/schedules';
 import { SEARCH_ATTRIBUTES, workflowIds } from '../lib/names';
 import type { FunctionVersion, Instance, InstanceOutcome, RegisterOutcome } from '../lib/types';
 import {
@@ -54,7 +55,18 @@ export function createRegisterActivities({ temporal, settings, events, docker, l
             throw refusal(error);
           }),
       );
-      if (outcome.activated) events.publish({ type: 'function-changed', name });
+      if (outcome.activated) {
+        events.publish({ type: 'function-changed', name });
+        // Its schedules are now the new version's. Temporal refusing one (say, a cron it cannot read) fails no deploy: the log says so.
+        await syncSchedules(temporal, version, settings.taskQueue).catch((error: unknown) =>
+          logs?.append(
+            name,
+            platformRecord(`the schedules of ${version.version} could not be set: ${(error as Error).message}`, {
+              version: version.version,
+            }),
+          ),
+        );
+      }
       const what = outcome.activated ? 'deployed; it serves the function now' : 'deployed and kept; a later deploy serves the function';
       logs?.append(name, platformRecord(`version ${version.version} ${what}`, { version: version.version }));
       return outcome;

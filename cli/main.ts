@@ -5,7 +5,7 @@ import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import { Api, CliError } from './api';
 import { deploy } from './commands/deploy';
 import { init } from './commands/init';
-import { callsCommand } from './commands/calls';
+import { callsCommand, schedulesCommand } from './commands/calls';
 import { invoke, invokeAsync } from './commands/invoke';
 import { keysCommand } from './commands/keys';
 import { secretCommand } from './commands/secrets';
@@ -94,6 +94,10 @@ cli
   .action(async (name: string, id: string | undefined, options: GlobalOptions & { failed?: boolean; limit?: string }) =>
     print(await callsCommand(api(options), name, id, options, Boolean(options.json))),
   );
+
+cli
+  .command('schedules <name>', "A function's schedules (function.json schedules) and their next runs")
+  .action(async (name: string, options: GlobalOptions) => print(await schedulesCommand(api(options), name, Boolean(options.json))));
 
 cli
   .command('logs <name>', "Show what a function wrote (stdout, stderr) and the platform's events about it")

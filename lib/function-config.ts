@@ -28,7 +28,32 @@ export interface FunctionConfig {
   network?: 'none';
   /** How async calls (POST /async-function/NAME) are retried. Versions deployed before it have none: the defaults. */
   async?: AsyncConfig;
+  /** Calls made on a schedule, through the async call path (Temporal Schedules). */
+  schedules?: ScheduleConfig[];
 }
+
+/**
+ * One schedule: a cron expression (5 fields) or `every` (a duration), in `timezone` (default UTC);
+ * each run is an async call of `method` `path` with `body`. `overlap`: what a run does while the
+ * previous one still goes: `skip` it (the default), `bufferOne` (run once after), or `allow`.
+ */
+export interface ScheduleConfig {
+  cron?: string;
+  every?: string;
+  timezone?: string;
+  path: string;
+  method: string;
+  body?: string;
+  overlap: ScheduleOverlap;
+}
+
+export type ScheduleOverlap = 'skip' | 'bufferOne' | 'allow';
+const OVERLAPS: readonly ScheduleOverlap[] = ['skip', 'bufferOne', 'allow'];
+const SCHEDULE_KEYS = ['cron', 'every', 'timezone', 'path', 'method', 'body', 'overlap'];
+const SCHEDULE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+export const MAX_SCHEDULES = 10;
+/** A cron expression's five fields (minute hour day-of-month month day-of-week), or a @-shorthand. */
+const CRON_PATTERN = /^(?:@(?:yearly|annually|monthly|weekly|daily|hourly)|(?:[0-9A-Za-z*/,?#LW-]+\s+){4}[0-9A-Za-z*/,?#LW-]+)$/;
 
 /**
  * An async call's retries: up to `retries` more attempts after the first, on a connection failure,
@@ -95,7 +120,21 @@ export const CONFIG_LIMITS = {
   timeout: { min: 1, max: 900 },
 } as const;
 
-const KNOWN_KEYS = ['name', 'runtime', 'entry', 'env', 'memory', 'cpu', 'timeout', 'scale', 'access', 'secrets', 'network', 'async'];
+const KNOWN_KEYS = [
+  'name',
+  'runtime',
+  'entry',
+  'env',
+  'memory',
+  'cpu',
+  'timeout',
+  'scale',
+  'access',
+  'secrets',
+  'network',
+  'async',
+  'schedules',
+];
 /** Secrets a function may mount. */
 const MAX_SECRETS = 20;
 const ENTRY_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$/;
@@ -162,6 +201,7 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
 
   const scale = scaleField(input.scale, problems);
   const asyncRules = asyncField(input.async, problems);
+  const schedules = schedulesField(input.schedules, problems);
   const secrets = input.secrets === undefined ? [] : input.secrets;
   if (!Array.isArray(secrets) || secrets.length > MAX_SECRETS) {
     problems.push(`secrets must be a list of at most ${MAX_SECRETS} secret names, such as ["db-password"]`);
@@ -202,8 +242,73 @@ export function validateFunctionConfig(raw: unknown): ConfigResult {
       ...(Array.isArray(secrets) && secrets.length > 0 ? { secrets: secrets as string[] } : {}),
       ...(input.network === 'none' ? { network: 'none' as const } : {}),
       ...(asyncRules ? { async: asyncRules } : {}),
+      ...(schedules.length > 0 ? { schedules } : {}),
     },
   };
+}
+
+/** `schedules`: a list of at most MAX_SCHEDULES, each checked, defaults filled in. */
+function schedulesField(raw: unknown, problems: string[]): ScheduleConfig[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw) || raw.length > MAX_SCHEDULES) {
+    problems.push(`schedules must be a list of at most ${MAX_SCHEDULES}, such as [{ "cron": "*/5 * * * *", "path": "/tick" }]`);
+    return [];
+  }
+  return raw.flatMap((item: unknown, index): ScheduleConfig[] => {
+    const at = `schedules[${index}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      problems.push(`${at} must be an object such as { "every": "30s", "path": "/tick" }`);
+      return [];
+    }
+    const input = item as Record<string, unknown>;
+    const before = problems.length;
+    for (const key of Object.keys(input)) {
+      if (!SCHEDULE_KEYS.includes(key)) problems.push(`unknown field "${at}.${key}" (known: ${SCHEDULE_KEYS.join(', ')})`);
+    }
+    const { cron, every, timezone, path = '/', method = 'POST', body, overlap = 'skip' } = input;
+    if ((cron === undefined) === (every === undefined)) problems.push(`${at} needs either "cron" or "every"`);
+    if (cron !== undefined && (typeof cron !== 'string' || !CRON_PATTERN.test(cron.trim()))) {
+      problems.push(`${at}.cron must be a cron expression of five fields, such as "*/5 * * * *" (got ${JSON.stringify(cron)})`);
+    }
+    const everyMs = typeof every === 'string' ? parseDuration(every) : undefined;
+    if (every !== undefined && (everyMs === undefined || everyMs < 1000 || everyMs > 366 * 86_400_000)) {
+      problems.push(`${at}.every must be a duration of at least 1s, such as "30s" or "1h" (got ${JSON.stringify(every)})`);
+    }
+    if (timezone !== undefined && (typeof timezone !== 'string' || !isTimeZone(timezone))) {
+      problems.push(`${at}.timezone must be an IANA time zone such as "Europe/Paris" (got ${JSON.stringify(timezone)})`);
+    }
+    if (typeof path !== 'string' || !path.startsWith('/') || /\s/.test(path) || path.length > 2048) {
+      problems.push(`${at}.path must be a path starting with "/" (got ${JSON.stringify(path)})`);
+    }
+    if (typeof method !== 'string' || !SCHEDULE_METHODS.includes(method)) {
+      problems.push(`${at}.method must be one of ${SCHEDULE_METHODS.join(', ')} (got ${JSON.stringify(method)})`);
+    }
+    if (body !== undefined && (typeof body !== 'string' || body.length > 16 * 1024))
+      problems.push(`${at}.body must be a string of at most 16 KiB`);
+    if (!OVERLAPS.includes(overlap as ScheduleOverlap)) {
+      problems.push(`${at}.overlap must be one of ${OVERLAPS.join(', ')} (got ${JSON.stringify(overlap)})`);
+    }
+    if (problems.length > before) return [];
+    return [
+      {
+        ...(cron !== undefined ? { cron: (cron as string).trim() } : { every: every as string }),
+        ...(timezone !== undefined ? { timezone: timezone as string } : {}),
+        path: path as string,
+        method: method as string,
+        ...(body !== undefined ? { body: body as string } : {}),
+        overlap: overlap as ScheduleOverlap,
+      },
+    ];
+  });
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** `async`: retries (a whole number) and two durations, each optional, defaults filled in; absent stays absent. */

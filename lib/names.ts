@@ -34,10 +34,16 @@ export const workflowIds = {
 };
 
 /**
- * An async call's id: `<function>.<32 hex digits>`. The function's name is in it (a name has no
- * dot), so `GET /calls/:id` finds the call's workflow without a search.
+ * An async call's id: `<function>.<32 hex digits>`, and for a scheduled run the time the schedule
+ * added, `-2026-12-03T10:00:00Z`. The function's name is in it (a name has no dot), so
+ * `GET /calls/:id` finds the call's workflow without a search.
  */
-export const CALL_ID_PATTERN = /^(?:[a-z][a-z0-9-]{0,46}[a-z0-9]|[a-z])\.[0-9a-f]{32}$/;
+export const CALL_ID_PATTERN = /^(?:[a-z][a-z0-9-]{0,46}[a-z0-9]|[a-z])\.[0-9a-f]{32}(?:-\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)?$/;
+
+/** Whether a call was started by a schedule (its id carries the run's time). */
+export function isScheduledCall(callId: string): boolean {
+  return /-\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(callId);
+}
 
 /** The function an async call belongs to. */
 export function functionOfCall(callId: string): string {

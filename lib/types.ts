@@ -188,6 +188,8 @@ export interface CallInput {
   /** The request's headers as the function gets them (no token, no hop-by-hop ones). */
   headers: Array<[string, string]>;
   body?: BlobRef;
+  /** A schedule's body (function.json `schedules[].body`, 16 KiB at most), sent as it is. */
+  inlineBody?: string;
   /** Where the result is POSTed when the call ends. */
   callbackUrl?: string;
   trigger: 'api' | 'schedule';

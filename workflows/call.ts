@@ -1,4 +1,4 @@
-import { ApplicationFailure, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { CallInput, CallState } from '../lib/types';
 import { callAttempt, callbackDelivery } from './activity-options';
@@ -16,7 +16,13 @@ const { deliverCallback } = proxyActivities<Activities>(callbackDelivery);
  * `plat calls --failed`) when its last answer is one of those, or 500 and above. The result goes to
  * the callback URL when there is one.
  */
-export async function callFunction(input: CallInput): Promise<CallState> {
+export async function callFunction(accepted: CallInput): Promise<CallState> {
+  // A schedule's run is named by the schedule (its id plus the run's time): that is its call id.
+  const { workflowId } = workflowInfo();
+  const input =
+    accepted.trigger === 'schedule'
+      ? { ...accepted, callId: workflowId.slice(workflowId.lastIndexOf('/') + 1), acceptedAt: new Date().toISOString() }
+      : accepted;
   const state: CallState = {
     callId: input.callId,
     name: input.name,

@@ -1,9 +1,11 @@
+import type { ScheduleSummary } from '../../lib/schedules';
 import type { CallState } from '../../lib/types';
 import { type Api, CliError } from '../api';
 import { style, table } from '../output';
 
 interface CallSummary {
   callId: string;
+  trigger: 'api' | 'schedule';
   status: CallState['status'];
   startedAt: string;
   endedAt?: string;
@@ -61,5 +63,24 @@ export async function callsCommand(
   const { calls } = await api.json<{ calls: CallSummary[] }>(`/functions/${encodeURIComponent(first)}/calls?${query}`);
   if (json) return JSON.stringify(calls, null, 2);
   if (calls.length === 0) return options.failed ? `${first} has no failed calls` : `${first} has no async calls yet`;
-  return table([['CALL', 'STATUS', 'STARTED', 'ENDED'], ...calls.map((c) => [c.callId, colored(c.status), c.startedAt, c.endedAt ?? ''])]);
+  return table([
+    ['CALL', 'TRIGGER', 'STATUS', 'STARTED', 'ENDED'],
+    ...calls.map((c) => [c.callId, c.trigger, colored(c.status), c.startedAt, c.endedAt ?? '']),
+  ]);
+}
+
+/** plat schedules NAME: the function's schedules and their next runs. */
+export async function schedulesCommand(api: Api, name: string, json: boolean): Promise<string> {
+  const { schedules } = await api.json<{ schedules: ScheduleSummary[] }>(`/functions/${encodeURIComponent(name)}/schedules`);
+  if (json) return JSON.stringify(schedules, null, 2);
+  if (schedules.length === 0) return `${name} has no schedules: add "schedules" to its function.json`;
+  return schedules
+    .map((s) =>
+      [
+        `${style.bold(s.id)}  ${s.cron ? `cron "${s.cron}"` : `every ${s.every}`}${s.timezone ? ` (${s.timezone})` : ''}  ${s.method} ${s.path}  overlap ${s.overlap}${s.paused ? `  ${style.yellow('paused')}` : ''}`,
+        `  next: ${s.nextRuns.slice(0, 3).join(', ') || '-'}`,
+        `  last: ${s.recentRuns.at(-1) ? `${s.recentRuns.at(-1)?.at} (${s.recentRuns.at(-1)?.callId})` : '-'}`,
+      ].join('\n'),
+    )
+    .join('\n');
 }

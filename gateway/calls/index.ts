@@ -26,7 +26,7 @@ export function callsRoutes(service: CallsService, checkToken: TokenCheck) {
     .get(
       '/functions/:name/calls',
       async ({ params, query }) => ({
-        calls: await service.list(params.name, { failed: query.failed === 'true' || query.failed === '1', limit: query.limit }),
+        calls: await service.list(params.name, { failed: query.failed === true, limit: query.limit }),
       }),
       {
         transform: checkToken,
@@ -36,6 +36,12 @@ export function callsRoutes(service: CallsService, checkToken: TokenCheck) {
         detail: { summary: "A function's recent async calls, newest first" },
       },
     )
+    .get('/functions/:name/schedules', async ({ params }) => ({ schedules: await service.schedules(params.name) }), {
+      transform: checkToken,
+      params: NameParam,
+      response: { 200: model.ScheduleList, ...errors(404, ...ADMIN_ERRORS) },
+      detail: { summary: "A function's schedules (its active version's), with their next and recent runs" },
+    })
     .post(
       '/calls/:id/retry',
       async ({ params }) => {

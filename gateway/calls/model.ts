@@ -90,6 +90,7 @@ export const CallList = t.Object({
   calls: t.Array(
     t.Object({
       callId: t.String(),
+      trigger: t.UnionEnum(['api', 'schedule']),
       status: t.UnionEnum(['queued', 'running', 'succeeded', 'failed']),
       startedAt: t.String(),
       endedAt: t.Optional(t.String()),
@@ -98,8 +99,25 @@ export const CallList = t.Object({
 });
 
 export const CallListQuery = t.Object({
-  failed: t.Optional(t.UnionEnum(['true', 'false', '1', '0'], { description: 'Only the calls that failed' })),
+  failed: t.Optional(t.BooleanString({ description: 'Only the calls that failed' })),
   limit: t.Optional(t.Numeric({ minimum: 1, maximum: 1000, description: 'How many, newest first (default 50)' })),
 });
 
 export const Retried = t.Object({ retried: t.Object({ callId: t.String() }) });
+
+export const ScheduleList = t.Object({
+  schedules: t.Array(
+    t.Object({
+      id: t.String(),
+      cron: t.Optional(t.String()),
+      every: t.Optional(t.String()),
+      timezone: t.Optional(t.String()),
+      method: t.String(),
+      path: t.String(),
+      overlap: t.UnionEnum(['skip', 'bufferOne', 'allow']),
+      paused: t.Boolean(),
+      nextRuns: t.Array(t.String()),
+      recentRuns: t.Array(t.Object({ at: t.String(), callId: t.String() })),
+    }),
+  ),
+});

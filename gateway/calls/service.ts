@@ -4,7 +4,8 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@te
 import { defaultPayloadConverter } from '@temporalio/common';
 import { PlatError } from '../../lib/errors';
 import { asyncOf } from '../../lib/function-config';
-import { CALL_ID_PATTERN, functionNameProblem, functionOfCall, repositoryPath, workflowIds } from '../../lib/names';
+import { CALL_ID_PATTERN, functionNameProblem, functionOfCall, isScheduledCall, repositoryPath, workflowIds } from '../../lib/names';
+import { describeSchedules, type ScheduleSummary } from '../../lib/schedules';
 import type { RegistryApi } from '../../lib/registry-api';
 import { parseDuration, type Settings } from '../../lib/settings';
 import type { CallInput, CallState } from '../../lib/types';
@@ -20,6 +21,7 @@ import { toPlatError } from '../temporal-errors';
 /** A call in a list: its id, how it stands, and when it ran. */
 export interface CallSummary {
   callId: string;
+  trigger: 'api' | 'schedule';
   status: CallState['status'];
   startedAt: string;
   endedAt?: string;
@@ -156,6 +158,7 @@ export class CallsService {
           if (latest.has(callId)) continue;
           latest.set(callId, {
             callId,
+            trigger: isScheduledCall(callId) ? 'schedule' : 'api',
             status: SUMMARY_STATUS[wf.status.name] ?? 'failed',
             startedAt: wf.startTime.toISOString(),
             ...(wf.closeTime ? { endedAt: wf.closeTime.toISOString() } : {}),
@@ -166,6 +169,18 @@ export class CallsService {
       throw toPlatError(error, 'INTERNAL');
     }
     return [...latest.values()].filter((call) => !failed || call.status === 'failed').slice(0, limit);
+  }
+
+  /** The function's schedules (its active version's), with their next and recent runs. */
+  async schedules(name: string): Promise<ScheduleSummary[]> {
+    const state = await this.functions.get(name);
+    const active = state.versions.find((v) => v.version === state.activeVersion);
+    if (!active) return [];
+    try {
+      return await within(this.temporal, CONTROL_READ_MS, () => describeSchedules(this.temporal, active));
+    } catch (error) {
+      throw toPlatError(error, 'INTERNAL');
+    }
   }
 
   /**

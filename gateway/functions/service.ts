@@ -16,6 +16,7 @@ import type {
   StepProgress,
   VersionSummary,
 } from '../../lib/types';
+import { pauseSchedules, syncSchedules } from '../../lib/schedules';
 import { activateVersionUpdate, describeQuery, progressQuery, removeUpdate, WORKFLOW_TYPES } from '../../workflows/definitions';
 import { ArchiveError, validateArchive } from '../../activities/archive';
 import { toPlatError } from '../temporal-errors';
@@ -274,6 +275,9 @@ export class FunctionsService {
       const outcome = await this.temporal.workflow
         .getHandle(workflowIds.entity(name))
         .executeUpdate(activateVersionUpdate, { args: [{ version }] });
+      // The schedules are the active version's.
+      const active = (await this.get(name)).versions.find((v) => v.version === outcome.activeVersion);
+      if (active) await syncSchedules(this.temporal, active, this.settings.taskQueue);
       return { name, ...outcome };
     } catch (error) {
       throw toPlatError(error, 'INTERNAL', `function ${name} not found`);
@@ -285,6 +289,8 @@ export class FunctionsService {
   async remove(name: string): Promise<{ name: string; removedContainers: number }> {
     await this.get(name);
     try {
+      // No scheduled call starts while the function goes; the removal deletes them.
+      await pauseSchedules(this.temporal, name);
       const result = await this.temporal.workflow.getHandle(workflowIds.entity(name)).executeUpdate(removeUpdate);
       return { name, ...result };
     } catch (error) {

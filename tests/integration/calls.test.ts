@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { repositoryPath } from '../../lib/names';
 import { RegistryApi } from '../../lib/registry-api';
+import { deleteSchedules, scheduleId } from '../../lib/schedules';
 import { loadSettings } from '../../lib/settings';
 import type { CallState } from '../../lib/types';
-import { callsCommand } from '../../cli/commands/calls';
+import { ScheduleNotFoundError } from '@temporalio/client';
+import { callsCommand, schedulesCommand } from '../../cli/commands/calls';
 import { invokeAsync } from '../../cli/commands/invoke';
-import { deployFolder, functionFolder, invoke } from '../support/functions';
+import { containersOf, deployFolder, functionFolder, invoke } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
@@ -195,5 +197,62 @@ describe('async calls', () => {
     expect((await registry.tags(repositoryPath(name))).some((tag) => tag.startsWith('call-'))).toBe(true);
     await s.api.json(`/functions/${name}`, { method: 'DELETE' });
     expect((await registry.tags(repositoryPath(name))).filter((tag) => tag.startsWith('call-'))).toEqual([]);
+  });
+});
+
+describe('schedules', () => {
+  let scheduled: string;
+  afterAll(async () => {
+    // Whatever happened above: no schedule of this run outlives it.
+    if (scheduled) await deleteSchedules(s.temporal, scheduled);
+  });
+
+  it('fire through the async call path, whether the function runs or is scaled to zero, and go with the function', async () => {
+    scheduled = s.name('cron');
+    await deployFolder(
+      s,
+      await functionFolder(
+        scheduled,
+        { 'index.ts': handler(false) },
+        { schedules: [{ every: '2s', path: '/tick', method: 'POST', body: '{"tick":true}' }] },
+      ),
+    );
+    const [shown] = JSON.parse(await schedulesCommand(s.api, scheduled, true)) as Array<{
+      every: string;
+      nextRuns: string[];
+      paused: boolean;
+    }>;
+    expect(shown).toMatchObject({ every: '2s', paused: false });
+    expect(shown?.nextRuns.length).toBeGreaterThan(0);
+
+    // Scaled to zero: its containers gone, as the idle rules leave it.
+    for (const container of await containersOf(s, scheduled)) await s.docker.getContainer(container.Id).remove({ force: true });
+    const zeroAt = Date.now();
+    type Listed = { callId: string; trigger: string; status: string; startedAt: string };
+    const firedSince = async () =>
+      (JSON.parse(await callsCommand(s.api, scheduled, undefined, {}, true)) as Listed[]).filter(
+        (c) => c.trigger === 'schedule' && Date.parse(c.startedAt) >= zeroAt,
+      );
+    await waitFor('two scheduled runs since it was scaled to zero', 6_000, async () => (await firedSince()).length >= 2, 250);
+    // Each ran to its end, through a cold start.
+    const runs = (await firedSince()).slice(-2);
+    await waitFor('the runs to succeed', 30_000, async () => {
+      const states = await Promise.all(runs.map((run) => callState(run.callId)));
+      return states.every((state) => state.status === 'succeeded');
+    });
+    const run = runs[0];
+    const state = await callState((run as Listed).callId);
+    expect(state).toMatchObject({ trigger: 'schedule', status: 'succeeded' });
+    expect(JSON.parse(String(state.result?.status))).toBe(200);
+
+    await s.api.json(`/functions/${scheduled}`, { method: 'DELETE' });
+    const gone = await s.temporal.schedule
+      .getHandle(scheduleId(scheduled, 0))
+      .describe()
+      .then(
+        () => false,
+        (error: unknown) => error instanceof ScheduleNotFoundError,
+      );
+    expect(gone).toBe(true);
   });
 });

@@ -89,6 +89,39 @@ describe('validateFunctionConfig', () => {
     expect(shorter.ok ? [] : shorter.problems).toEqual(['async.maxBackoff (1s) must not be shorter than async.backoff (10s)']);
   });
 
+  it('takes schedules of a cron or an interval, with defaults, and says what is wrong with a bad one', () => {
+    const ok = validateFunctionConfig({
+      name: 'a',
+      schedules: [
+        { cron: '*/5 * * * *', path: '/tick' },
+        { every: '30s', timezone: 'Europe/Paris', method: 'GET', overlap: 'allow' },
+      ],
+    });
+    expect(ok.ok && ok.config.schedules).toEqual([
+      { cron: '*/5 * * * *', path: '/tick', method: 'POST', overlap: 'skip' },
+      { every: '30s', timezone: 'Europe/Paris', path: '/', method: 'GET', overlap: 'allow' },
+    ]);
+    const bad = validateFunctionConfig({
+      name: 'a',
+      schedules: [
+        { cron: 'every day', every: '1s' },
+        { every: '10ms', timezone: 'Mars/Olympus', path: 'tick', method: 'TRACE', overlap: 'never' },
+        3,
+      ],
+    });
+    const problems = bad.ok ? [] : bad.problems;
+    expect(problems).toEqual([
+      'schedules[0] needs either "cron" or "every"',
+      'schedules[0].cron must be a cron expression of five fields, such as "*/5 * * * *" (got "every day")',
+      'schedules[1].every must be a duration of at least 1s, such as "30s" or "1h" (got "10ms")',
+      'schedules[1].timezone must be an IANA time zone such as "Europe/Paris" (got "Mars/Olympus")',
+      'schedules[1].path must be a path starting with "/" (got "tick")',
+      'schedules[1].method must be one of GET, POST, PUT, PATCH, DELETE (got "TRACE")',
+      'schedules[1].overlap must be one of skip, bufferOne, allow (got "never")',
+      'schedules[2] must be an object such as { "every": "30s", "path": "/tick" }',
+    ]);
+  });
+
   it('fills in the scale rules a scale object leaves out', () => {
     const result = validateFunctionConfig({ name: 'idle', scale: { pauseAfter: 10 } });
     expect(result.ok && result.config.scale).toEqual({ min: 0, pauseAfter: 10, stopAfter: 600, concurrency: 100, max: 10, queue: 100 });
