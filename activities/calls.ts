@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { CALL_BODY_LIMIT, callTag } from '../lib/calls';
 import { repositoryPath } from '../lib/names';
+import { BlobNotFoundError } from '../lib/registry-api';
 import type { BlobRef, CallAttempt, CallInput, CallResult, CallState } from '../lib/types';
 import type { ActivityDeps } from './deps';
 import type { CallAttemptOutcome } from '../lib/events';
@@ -25,10 +26,11 @@ export function createCallActivities({ registry, settings, events, logs }: Activ
   const host = settings.host === '0.0.0.0' || settings.host === '::' ? '127.0.0.1' : settings.host;
   const gateway = `${settings.tls ? 'https' : 'http'}://${host}:${settings.port}`;
 
-  async function keep(name: string, callId: string, part: 'request' | 'answer', bytes: Uint8Array): Promise<BlobRef> {
-    const repository = repositoryPath(name);
+  async function keep(input: CallInput, bytes: Uint8Array): Promise<BlobRef> {
+    const repository = repositoryPath(input.name);
     const { digest } = await registry.uploadBlob(repository, bytes);
-    await registry.tagBlob(repository, callTag(callId, part), { digest, size: bytes.byteLength }, { 'dev.plat.call': callId });
+    const tag = callTag(input.callId, 'answer', input.acceptedAt);
+    await registry.tagBlob(repository, tag, { digest, size: bytes.byteLength }, { 'dev.plat.call': input.callId });
     return { digest, size: bytes.byteLength };
   }
 
@@ -49,7 +51,16 @@ export function createCallActivities({ registry, settings, events, logs }: Activ
       durationMs: Date.now() - startedAt.getTime(),
       ...what,
     });
-    const body = input.body ? await registry.getBlob(repositoryPath(input.name), input.body.digest) : input.inlineBody;
+    let body: Uint8Array | string | undefined = input.inlineBody;
+    if (input.body) {
+      try {
+        body = await registry.getBlob(repositoryPath(input.name), input.body.digest);
+      } catch (error) {
+        if (!(error instanceof BlobNotFoundError)) throw error;
+        const gone = 'the request body is no longer kept (bodies expire after PLAT_CALL_RETENTION): the call cannot be sent again';
+        return { attempt: record({ error: gone }), retryable: false };
+      }
+    }
     const headers = new Headers(input.headers);
     headers.set('authorization', `Bearer ${settings.authToken ?? ''}`);
     headers.set('x-plat-attempt', String(attempt));
@@ -75,7 +86,7 @@ export function createCallActivities({ registry, settings, events, logs }: Activ
       const error = `the answer is larger than ${CALL_BODY_LIMIT / 1024 / 1024} MiB, the most a call keeps`;
       return { attempt: record({ status: response.status, error }), retryable: false };
     }
-    const kept = answer.byteLength > 0 ? await keep(input.name, input.callId, 'answer', answer) : undefined;
+    const kept = answer.byteLength > 0 ? await keep(input, answer) : undefined;
     const result: CallResult = {
       status: response.status,
       headers: [...response.headers].filter(([name]) => !NOT_KEPT.has(name)),

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { ScheduleNotFoundError } from '@temporalio/client';
+import { expireCallBodies } from '../lib/calls';
 import { workflowIds } from '../lib/names';
 import { WORKFLOW_TYPES } from '../workflows/definitions';
 import type { ActivityDeps } from './deps';
@@ -32,7 +33,7 @@ function millis(at: { seconds?: { toNumber(): number } | number | null; nanos?: 
   return seconds * 1000 + Math.floor((at.nanos ?? 0) / 1e6);
 }
 
-export function createRegistryGcActivities({ docker, temporal, settings, events }: ActivityDeps) {
+export function createRegistryGcActivities({ docker, temporal, settings, events, registry }: ActivityDeps) {
   /** Runs `registry garbage-collect` where the registry is: a local binary, or in the registry's container. */
   async function runCollector(): Promise<string> {
     const { config, container } = settings.registryGc;
@@ -148,7 +149,12 @@ export function createRegistryGcActivities({ docker, temporal, settings, events 
      * collector runs, the gateways on this host hold new deploy uploads (a blob uploaded meanwhile
      * would be taken for garbage).
      */
-    collectGarbage: () => heartbeating(collectWhenQuiet),
+    collectGarbage: () =>
+      heartbeating(async () => {
+        // Async calls' bodies past their retention go with this collection.
+        await expireCallBodies(registry, settings.callRetentionMs);
+        return collectWhenQuiet();
+      }),
 
     /** Has the scheduled garbage collection run now (after a removal), so that nothing of the function stays downloadable. */
     async collectRegistryGarbageSoon(): Promise<void> {

@@ -110,6 +110,13 @@ export class RegistryApi {
     await this.delete(repository, 'manifests', digest);
   }
 
+  /** The registry's repositories. */
+  async catalog(): Promise<string[]> {
+    const response = await fetch(`${this.base}/v2/_catalog?n=100000`);
+    if (!response.ok) throw new Error(`registry answered HTTP ${response.status} for its catalog`);
+    return ((await response.json()) as { repositories?: string[] | null }).repositories ?? [];
+  }
+
   /** The repository's tags (none for a repository the registry does not know). */
   async tags(repository: string): Promise<string[]> {
     const response = await fetch(`${this.base}/v2/${repository}/tags/list?n=10000`);

@@ -98,6 +98,8 @@ export interface Settings {
    * (24h); a container may write PLAT_LOG_RATE lines a second (1000, bursts of 5 s), the rest is dropped and said so.
    */
   logs: { maxBytes: number; maxAgeMs: number; linesPerSecond: number };
+  /** How long an async call's bodies are kept in the registry (PLAT_CALL_RETENTION, default 24h: Temporal's retention of its history). */
+  callRetentionMs: number;
   /** The gateway's per-request metrics and invocation records (PLAT_METRICS=off turns them off, to measure their cost). */
   metrics: boolean;
   /** Where the worker serves the Temporal SDK's Prometheus metrics (PLAT_WORKER_METRICS, host:port; "off" for none). */
@@ -117,6 +119,13 @@ export function parseDuration(text: string): number | undefined {
   if (!match) return undefined;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
   return Number(match[1]) * unit;
+}
+
+function durationSetting(value: string | undefined, fallback: number, what: string): number {
+  if (value === undefined || value === '') return fallback;
+  const ms = parseDuration(value);
+  if (ms === undefined || ms <= 0) throw new Error(`${what} must be a duration such as 24h or 7d, not "${value}"`);
+  return ms;
 }
 
 function positive(value: string | undefined, fallback: number, what: string): number {
@@ -156,6 +165,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
       maxAgeMs: logRetention(env.PLAT_LOG_RETENTION),
       linesPerSecond: positive(env.PLAT_LOG_RATE, 1000, 'PLAT_LOG_RATE'),
     },
+    callRetentionMs: durationSetting(env.PLAT_CALL_RETENTION, 24 * 3_600_000, 'PLAT_CALL_RETENTION'),
     metrics: env.PLAT_METRICS !== 'off',
     workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',
     tls: tlsFiles(env.TLS_CERT_FILE, env.TLS_KEY_FILE),

@@ -77,13 +77,15 @@ export class CallsService {
     if (bytes.byteLength > CALL_BODY_LIMIT) {
       throw new PlatError('PAYLOAD_TOO_LARGE', `an async call's body may take ${CALL_BODY_LIMIT / 1024 / 1024} MiB at most`);
     }
+    const acceptedAt = new Date().toISOString();
     let body: CallInput['body'];
     if (bytes.byteLength > 0) {
       // A blob uploaded while the registry's garbage is collected could be taken for garbage.
       await this.functions.registryGate.open();
       const repository = repositoryPath(name);
       const { digest } = await this.registry.uploadBlob(repository, bytes);
-      await this.registry.tagBlob(repository, callTag(callId, 'request'), { digest, size: bytes.byteLength }, { 'dev.plat.call': callId });
+      const tag = callTag(callId, 'request', acceptedAt);
+      await this.registry.tagBlob(repository, tag, { digest, size: bytes.byteLength }, { 'dev.plat.call': callId });
       body = { digest, size: bytes.byteLength };
     }
     const headers = heads.lines
@@ -105,7 +107,7 @@ export class CallsService {
         backoffMs: parseDuration(rules.backoff) ?? 1000,
         maxBackoffMs: parseDuration(rules.maxBackoff) ?? 60_000,
       },
-      acceptedAt: new Date().toISOString(),
+      acceptedAt,
     };
     try {
       await within(this.temporal, CONTROL_READ_MS, () =>

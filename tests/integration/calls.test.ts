@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { repositoryPath } from '../../lib/names';
+import { callTag, expireCallBodies } from '../../lib/calls';
 import { RegistryApi } from '../../lib/registry-api';
 import { deleteSchedules, scheduleId } from '../../lib/schedules';
 import { loadSettings } from '../../lib/settings';
@@ -190,6 +191,19 @@ describe('async calls', () => {
       headers: { authorization: `Bearer ${s.token}` },
     });
     expect(missing.status).toBe(404);
+  });
+
+  it('lets the bodies of calls past their retention go, and keeps the others', async () => {
+    const registry = new RegistryApi(loadSettings().registry);
+    const repository = repositoryPath(name);
+    const blob = await registry.uploadBlob(repository, new TextEncoder().encode('old body'));
+    const old = callTag(`${name}.${'a'.repeat(32)}`, 'request', '2020-01-02T03:04:05.678Z');
+    await registry.tagBlob(repository, old, { digest: blob.digest, size: 8 }, { 'dev.plat.call': 'old' });
+    const recent = (await registry.tags(repository)).filter((tag) => tag.startsWith('call-') && tag !== old);
+    expect(recent.length).toBeGreaterThan(0);
+    expect(await expireCallBodies(registry, 24 * 3_600_000, { repositories: [repository] })).toBe(1);
+    const left = (await registry.tags(repository)).filter((tag) => tag.startsWith('call-'));
+    expect(left.sort()).toEqual(recent.sort());
   });
 
   it('takes its calls’ bodies out of the registry with the function', async () => {
