@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { ApplicationFailure, heartbeat, log } from '@temporalio/activity';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { expireCallBodies } from '../lib/calls';
 import { workflowIds } from '../lib/names';
@@ -151,8 +151,10 @@ export function createRegistryGcActivities({ docker, temporal, settings, events,
      */
     collectGarbage: () =>
       heartbeating(async () => {
-        // Async calls' bodies past their retention go with this collection.
-        await expireCallBodies(registry, settings.callRetentionMs);
+        // Async calls' bodies past their retention go with this collection; failing that, the collection still runs.
+        await expireCallBodies(registry, settings.callRetentionMs).catch((error: unknown) =>
+          log.warn("expiring async calls' bodies failed", { error: (error as Error).message }),
+        );
         return collectWhenQuiet();
       }),
 

@@ -110,19 +110,27 @@ export class RegistryApi {
     await this.delete(repository, 'manifests', digest);
   }
 
-  /** The registry's repositories. */
-  async catalog(): Promise<string[]> {
-    const response = await fetch(`${this.base}/v2/_catalog?n=100000`);
-    if (!response.ok) throw new Error(`registry answered HTTP ${response.status} for its catalog`);
-    return ((await response.json()) as { repositories?: string[] | null }).repositories ?? [];
+  /** The registry's repositories, every page of them (the registry serves 1,000 at most a page). */
+  catalog(): Promise<string[]> {
+    return this.pages('/v2/_catalog?n=1000', 'repositories', 'its catalog');
   }
 
   /** The repository's tags (none for a repository the registry does not know). */
-  async tags(repository: string): Promise<string[]> {
-    const response = await fetch(`${this.base}/v2/${repository}/tags/list?n=10000`);
-    if (response.status === 404) return [];
-    if (!response.ok) throw new Error(`registry answered HTTP ${response.status} for the tags of ${repository}`);
-    return ((await response.json()) as { tags?: string[] | null }).tags ?? [];
+  tags(repository: string): Promise<string[]> {
+    return this.pages(`/v2/${repository}/tags/list?n=1000`, 'tags', `the tags of ${repository}`);
+  }
+
+  /** A paginated list of the registry API: each page's `field`, following its `Link: <…>; rel="next"`. */
+  private async pages(first: string, field: 'repositories' | 'tags', what: string): Promise<string[]> {
+    const all: string[] = [];
+    for (let path: string | undefined = first; path; ) {
+      const response: Response = await fetch(`${this.base}${path}`);
+      if (response.status === 404) return all;
+      if (!response.ok) throw new Error(`registry answered HTTP ${response.status} for ${what}`);
+      all.push(...(((await response.json()) as Record<string, string[] | null | undefined>)[field] ?? []));
+      path = /<([^>]+)>;\s*rel="next"/.exec(response.headers.get('link') ?? '')?.[1];
+    }
+    return all;
   }
 
   /** Deletes a manifest or blob; absent ones count as deleted. */

@@ -201,6 +201,8 @@ describe('async calls', () => {
     await registry.tagBlob(repository, old, { digest: blob.digest, size: 8 }, { 'dev.plat.call': 'old' });
     const recent = (await registry.tags(repository)).filter((tag) => tag.startsWith('call-') && tag !== old);
     expect(recent.length).toBeGreaterThan(0);
+    // The collector reads every function's repository from the registry's catalog, page by page.
+    expect(await registry.catalog()).toContain(repository);
     expect(await expireCallBodies(registry, 24 * 3_600_000, { repositories: [repository] })).toBe(1);
     const left = (await registry.tags(repository)).filter((tag) => tag.startsWith('call-'));
     expect(left.sort()).toEqual(recent.sort());
