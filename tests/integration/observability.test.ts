@@ -259,6 +259,9 @@ describe('invocation records and metrics', () => {
     const coldBefore = await coldStarts();
     const before = await count();
     for (let i = 0; i < 5; i++) await (await invoke(s, name, '/')).text();
+    // A start is counted when its workflow's result reaches the gateway; the waiting request may be
+    // served a moment before, when the gateway reads the new instance from the entity first.
+    await waitFor('the cold start to be counted', 10_000, async () => (await coldStarts()) >= coldBefore + 1);
     expect(await coldStarts()).toBe(coldBefore + 1);
     await (await invoke(s, name, '/hang')).text();
     expect(await count()).toBe(before + 5);
