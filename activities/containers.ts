@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type Docker from 'dockerode';
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, rep
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
 import { isolateHostFromBridge } from './host-isolation';
+import { WORKFLOW_TYPES } from '../workflows/definitions';
 import { beat, errorOf, followDocker, hasImage, heartbeating, removeImage, statusOf } from './docker-helpers';
 import { tail } from './dependencies';
 
@@ -98,7 +99,7 @@ export function containerSpec(
   };
 }
 
-export function createContainerActivities({ docker, registry, settings, logs, secrets, temporal }: ActivityDeps) {
+export function createContainerActivities({ docker, registry, settings, logs, secrets, temporal, events }: ActivityDeps) {
   /** Resumes a paused container; one that is not paused (any more) is fine as it is. */
   async function unpause(containerId: string): Promise<void> {
     await docker
@@ -442,13 +443,21 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     },
   };
 
+  /** A cold start's instance, told to the gateways on this host the moment it answers (see `instance-ready`). */
+  function announced(instance: Instance): Instance {
+    const { workflowType, workflowExecution } = Context.current().info;
+    if (workflowType === WORKFLOW_TYPES.coldStart && workflowExecution)
+      events.publish({ type: 'instance-ready', start: workflowExecution.workflowId, instance });
+    return instance;
+  }
+
   return {
     ...activities,
 
     /**
      * A whole start in one step: a running container of the version that the entity does not list
-     * (with `adopt`, for a version's first instance), or the image (pulled if missing), a new
-     * container, its start and its first health answer; a container that never answers is removed.
+     * (with `adopt`, for a version's first instance), or a new container (its image pulled if
+     * missing), its start and its first health answer; a container that never answers is removed.
      * The cold-start workflow runs it as a local activity, so a start costs Temporal one step where
      * it cost five. Every part is safe to run again with the same instance id.
      */
@@ -465,18 +474,29 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       adopt: boolean;
       timeoutMs: number;
     }): Promise<Instance> {
-      // Both are reads of the engine: at once, not one after the other.
-      const [found] = await Promise.all([
+      // The look for a container to adopt and the new container's creation go at once: adopting is
+      // rare, and a container made for nothing is removed. The image is pulled only when the engine
+      // lacks it (the create answers 404), not looked up before every start.
+      const [found, created] = await Promise.allSettled([
         adopt ? activities.findInstance({ name, version: version.version }) : null,
-        activities.ensureImage({ image: version.image }),
+        activities.createContainer({ name, version, instanceId }).catch(async (error: unknown) => {
+          if (statusOf(error) !== 404) throw error;
+          await activities.ensureImage({ image: version.image });
+          return activities.createContainer({ name, version, instanceId });
+        }),
       ]);
-      if (found) return found;
-      const containerId = await activities.createContainer({ name, version, instanceId });
+      if (found.status === 'rejected') throw found.reason;
+      if (found.value) {
+        if (created.status === 'fulfilled') await removeContainer({ containerId: created.value });
+        return announced(found.value);
+      }
+      if (created.status === 'rejected') throw created.reason;
+      const containerId = created.value;
       try {
         const url = await activities.startContainer({ containerId });
         await activities.waitHealthy({ url, containerId, instanceId, timeoutMs });
         const startedAt = new Date().toISOString();
-        return { containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt };
+        return announced({ containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt });
       } catch (error) {
         await removeContainer({ containerId });
         throw error;

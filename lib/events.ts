@@ -1,3 +1,5 @@
+import type { Instance } from './types';
+
 /**
  * What a worker tells the gateways on its host, the moment it knows: a stream of JSON lines on a
  * local socket (settings.eventsSocket). Gateways act on it at once and fall back to re-reading the
@@ -23,6 +25,13 @@ export type PlatformEvent =
       reason: string /** When it died, ms since the epoch (the engine's clock, this host's). */;
       at: number;
     }
+  /**
+   * A cold start's container answers its health route (`start` is the cold-start workflow's id). The
+   * gateways waiting for that start route to it at once, before the entity has accepted it and the
+   * workflow's result has come back (two Temporal round trips); a start the entity then refuses is
+   * drained, not cut, so what was routed to it meanwhile is answered.
+   */
+  | { type: 'instance-ready'; start: string; instance: Instance }
   /** A function's serving version changed (a deploy switched): route afresh. */
   | { type: 'function-changed'; name: string }
   /** The idle rules paused a container: a request must resume it first (resumePath). */

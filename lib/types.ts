@@ -40,6 +40,8 @@ export interface Retirement {
   containerIds: string[];
   /** When the drain ends (ISO time). */
   at: string;
+  /** Why they stop, for the function's log: by default, the version that replaced theirs. */
+  reason?: string;
 }
 
 /** What the function entity workflow holds and answers to `describe`. */

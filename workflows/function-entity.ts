@@ -5,6 +5,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -50,8 +51,12 @@ const MAX_KEYS = 100;
  * report still holds the version to its max.
  */
 const RESERVATION_MS = 60_000;
+/** Refused starts are drained, not removed at once (histories from before record a removal). */
+const DRAIN_REFUSED = 'drain-refused-starts';
 /** How long a retirement or an idle transition that failed (the engine was down) waits before it tries again. */
 const RETRY_MS = 30_000;
+
+type Refusal = Extract<InstanceOutcome, { accepted: false }>;
 
 type IdleAction = { at: number; instance?: Instance; action: 'pause' | 'stop' | 'start' };
 
@@ -95,7 +100,8 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       if (wait > 0) await sleep(wait);
       if (removing) break; // removal takes every container anyway
       try {
-        await retireContainers({ containerIds: retirement.containerIds, name, reason: `replaced by version ${state.activeVersion}` });
+        const reason = retirement.reason ?? `replaced by version ${state.activeVersion}`;
+        await retireContainers({ containerIds: retirement.containerIds, name, reason });
         break;
       } catch (error) {
         log.warn('retiring replaced containers failed; trying again', { containerIds: retirement.containerIds, error });
@@ -270,7 +276,7 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
   }
 
   /** Why a start of this version may not go on now, if it may not. */
-  function startRefusal(version: string, preview: boolean): InstanceOutcome | undefined {
+  function startRefusal(version: string, preview: boolean): Refusal | undefined {
     if (removing || state.removed) return { accepted: false, reason: 'removed' };
     if (!versionOf(version) || (!preview && version !== state.activeVersion)) {
       return { accepted: false, reason: 'superseded', activeVersion: state.activeVersion };
@@ -288,6 +294,25 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     return { accepted: true };
   });
 
+  /**
+   * Takes away a started instance the entity does not accept. Gateways on the worker's host route to
+   * a cold start's instance before it is reported (`instance-ready`), so it is drained like a
+   * replaced one, not cut; when the function is being removed, it goes at once.
+   */
+  async function refuse(instance: Instance, outcome: Refusal): Promise<void> {
+    if (outcome.reason === 'removed' || !patched(DRAIN_REFUSED)) {
+      await removeContainer({ containerId: instance.containerId });
+      return;
+    }
+    const why =
+      outcome.reason === 'full'
+        ? `version ${instance.version} runs scale.max instances already`
+        : `replaced by version ${state.activeVersion}`;
+    const retirement: Retirement = { containerIds: [instance.containerId], at: new Date(Date.now() + DRAIN_MS).toISOString(), reason: why };
+    state.retiring.push(retirement);
+    void retire(retirement);
+  }
+
   setHandler(instanceStartedUpdate, ({ instance, preview }) =>
     mutex.runExclusive(async () => {
       // Reported, an instance holds no place any more: it counts as an instance, or not at all.
@@ -295,15 +320,16 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       const refused = startRefusal(instance.version, preview);
       if (refused) {
         // A cold start that a removal or a deploy overtook: its container must not linger, and its gateway routes again.
-        await removeContainer({ containerId: instance.containerId });
+        await refuse(instance, refused);
         return refused;
       }
       if (!state.instances.some((i) => i.containerId === instance.containerId)) {
         // Gateways scale out on what they see; the entity holds the version to its max, whatever they saw
         // (a scale-out held its place before it started; this is for the starts that did not).
         if (placesTaken(instance.version) >= scaleOf(instance.version).max) {
-          await removeContainer({ containerId: instance.containerId });
-          return { accepted: false, reason: 'full' } as const;
+          const full = { accepted: false, reason: 'full' } as const;
+          await refuse(instance, full);
+          return full;
         }
         state.instances.push(instance);
       }

@@ -124,6 +124,10 @@ export class InvokeService {
   /** Requests in flight, by container. */
   private readonly inFlight = new Map<string, Set<Exchange>>();
   private readonly usage: UsageReports;
+  /** Cold starts this gateway waits for, by workflow id: told of their instance by `instance-ready`. */
+  private readonly readyWaiters = new Map<string, Set<(instance: Instance) => void>>();
+  /** Instances routed to on their `instance-ready`, until their entity has accepted them. */
+  private readonly unconfirmed = new Set<string>();
   /**
    * Who may invoke what (see access/policy.ts): undefined when the request may go on at once (the
    * admin token), a promise that rejects with 401 when it may not. Unset: everyone may.
@@ -175,6 +179,9 @@ export class InvokeService {
         break;
       case 'instance-gone':
         this.forget(event.containerId, event.at);
+        break;
+      case 'instance-ready':
+        for (const wake of this.readyWaiters.get(event.start) ?? []) wake(event.instance);
         break;
       case 'function-changed':
         this.drop(event.name);
@@ -246,7 +253,9 @@ export class InvokeService {
       return;
     }
     const live = state.instances.filter((i) => i.version === pool.version && !this.gone.has(i.containerId));
-    for (const route of [...pool.instances]) if (!live.some((i) => i.containerId === route.containerId)) pool.remove(route.containerId);
+    for (const route of [...pool.instances])
+      if (!live.some((i) => i.containerId === route.containerId) && !this.unconfirmed.has(route.containerId))
+        pool.remove(route.containerId);
     for (const instance of live) this.join(pool, instance);
   }
 
@@ -361,24 +370,64 @@ export class InvokeService {
     slot: number,
   ): Promise<Instance | 'superseded' | 'full'> {
     const started = performance.now();
+    const workflowId = workflowIds.coldStart(name, version.version, slot);
+    const ready = this.whenReady(workflowId);
     try {
       const handle = await within(this.temporal, CONTROL_READ_MS, () =>
         this.temporal.workflow.start(WORKFLOW_TYPES.coldStart, {
-          workflowId: workflowIds.coldStart(name, version.version, slot),
+          workflowId,
           taskQueue: this.settings.taskQueue,
           args: [{ name, version, preview, slot }],
           workflowIdConflictPolicy: 'USE_EXISTING',
         }),
       );
-      const instance = (await handle.result()) as Instance;
+      const result = handle.result() as Promise<Instance>;
+      // The worker on this host tells of the instance as soon as it answers; the result comes after
+      // the entity accepted it. Whichever is first routes.
+      const first = await Promise.race([result.then((instance) => ({ instance, accepted: true })), ready.instance]);
       this.metrics?.coldStart(name, (performance.now() - started) / 1000);
-      return instance;
+      if (!first.accepted) this.awaitAcceptance(first.instance, result);
+      return first.instance;
     } catch (error) {
       const cause = rootCause(error);
       if (cause instanceof ApplicationFailure && cause.type === 'VersionSuperseded') return 'superseded';
       if (cause instanceof ApplicationFailure && cause.type === 'ScaleLimit') return 'full';
       throw toPlatError(error, 'COLD_START_FAILED', `function ${name} not found`);
+    } finally {
+      ready.cancel();
     }
+  }
+
+  /** The instance of a cold start, when the worker on this host tells of it (`instance-ready`). */
+  private whenReady(workflowId: string): { instance: Promise<{ instance: Instance; accepted: false }>; cancel: () => void } {
+    let wake!: (instance: Instance) => void;
+    const instance = new Promise<{ instance: Instance; accepted: false }>((resolve) => {
+      wake = (found) => resolve({ instance: found, accepted: false });
+    });
+    const waiters = this.readyWaiters.get(workflowId) ?? new Set();
+    waiters.add(wake);
+    this.readyWaiters.set(workflowId, waiters);
+    const cancel = () => {
+      waiters.delete(wake);
+      if (waiters.size === 0 && this.readyWaiters.get(workflowId) === waiters) this.readyWaiters.delete(workflowId);
+    };
+    return { instance, cancel };
+  }
+
+  /**
+   * An instance routed to before its entity accepted it: one the entity refuses (a deploy switched
+   * meanwhile, or the version is at its max) gets no new requests; those it has are answered, as
+   * the entity drains it before it stops it.
+   */
+  private awaitAcceptance(instance: Instance, result: Promise<Instance>): void {
+    this.unconfirmed.add(instance.containerId);
+    result.then(
+      () => this.unconfirmed.delete(instance.containerId),
+      () => {
+        this.unconfirmed.delete(instance.containerId);
+        this.forget(instance.containerId);
+      },
+    );
   }
 
   /** Has the worker on this host resume a paused container (one resume however many requests wait for it). */

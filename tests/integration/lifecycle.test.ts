@@ -138,6 +138,37 @@ describe('every deploy proves its version starts', () => {
   });
 });
 
+describe('a cold start', () => {
+  it('answers as soon as its container does, even while the entity is busy with a deploy; a start the deploy overtook is drained, then stopped', async () => {
+    const name = s.name('early');
+    const first = await deployText(s, name, 'v1');
+    await makeIdle(s, name);
+    // The next version takes 4 s to start: the deploy holds the entity while it proves the start.
+    const slow = `await new Promise((resolve) => setTimeout(resolve, 4000));\n${answering('v2')}`;
+    let deployed = false;
+    const deploying = deployFolder(s, await functionFolder(name, { 'index.ts': slow })).finally(() => {
+      deployed = true;
+    });
+    await waitFor('the deploy to start its new version', 120_000, async () =>
+      (await containersOf(s, name)).some((c) => c.Labels['dev.plat.version'] !== first.version),
+    );
+    // A cold start of the active version: its instance reports to the entity only after the deploy, which
+    // then refuses it (replaced), yet the request is answered at once by the container it started.
+    const response = await invoke(s, name);
+    expect(deployed).toBe(false);
+    expect(await response.text()).toBe('v1');
+    const early = (await containersOf(s, name)).find((c) => c.Labels['dev.plat.version'] === first.version && c.State === 'running');
+    expect(early).toBeDefined();
+    await deploying;
+    expect(await text(name)).toBe('v2');
+    // Refused, it is drained like a replaced container, then stopped: nothing of v1 is left running.
+    await waitFor('the refused start to be stopped', 30_000, async () =>
+      (await containersOf(s, name)).every((c) => c.Labels['dev.plat.version'] !== first.version),
+    );
+    expect((await describeFn(name)).instances.map((i) => i.version)).not.toContain(first.version);
+  });
+});
+
 describe('scale to zero', () => {
   const scaled = (name: string, scale: Record<string, number>) => functionFolder(name, { 'index.ts': answering('scaled') }, { scale });
 
