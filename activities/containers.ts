@@ -409,6 +409,8 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     async retireContainers({ containerIds, name, reason }: { containerIds: string[]; name?: string; reason?: string }): Promise<void> {
       if (name && reason)
         for (const containerId of containerIds) logs?.append(name, platformRecord(`instance stopped: ${reason}`, { containerId }));
+      // The gateways on this host route no new request to them from now (a stop takes a moment).
+      if (name) for (const containerId of containerIds) events.publish({ type: 'instance-retired', name, containerId });
       await Promise.all(containerIds.map(stopAndRemove));
     },
 

@@ -1,10 +1,10 @@
 /**
  * Cold starts against a running stack (`npm start`), each beside its reference in the same run:
  *
- *   1. One cold start: the first answer through the gateway to a function with no instance, next to
- *      a bare container of the same image and settings (env, command, user, limits, the functions'
- *      bridge) created and started through the engine's API and polled to its first answer: the
- *      engine's own floor. Interleaved rounds, medians, and their ratio.
+ *   1. One cold start: the first answer through the gateway to a function its idle rules scaled to
+ *      zero (stopAfter 5 s), next to a bare container of the same image and settings (env, command,
+ *      user, limits, the functions' bridge) created and started through the engine's API and polled
+ *      to its first answer: the engine's own floor. Interleaved rounds, medians, and their ratio.
  *   2. A burst of first requests (1000 by default) at once to a function with `scale.concurrency`
  *      100 and no instance: how many instances started (they need 10, or `max` when lower), whether
  *      every request was answered, and their p99 next to one cold start.
@@ -21,7 +21,7 @@ import { Api } from '../cli/api';
 import { deploy } from '../cli/commands/deploy';
 import { DEFAULT_API_URL, DEV_TOKEN } from '../lib/settings';
 import type { FunctionState } from '../lib/types';
-import { makeIdle } from './idle';
+import { waitStopped } from './idle';
 
 const apiUrl = process.env.API_URL ?? DEFAULT_API_URL;
 const token = process.env.AUTH_TOKEN ?? DEV_TOKEN;
@@ -41,6 +41,8 @@ const rounds = option('--rounds', 5);
 const burst = option('--burst', 1000);
 const max = option('--max', 10);
 const concurrency = 100;
+/** The shortest scale.stopAfter: each cold start follows a real scale to zero. */
+const IDLE_STOP_S = 5;
 const name = 'bench-coldstart';
 const api = new Api({ apiUrl, token });
 const docker = new Docker();
@@ -107,7 +109,8 @@ async function bareStart(template: Docker.ContainerInspectInfo): Promise<number>
 const dir = await mkdtemp(join(tmpdir(), 'plat-bench-'));
 await writeFile(
   join(dir, 'function.json'),
-  JSON.stringify({ name, runtime: 'bun', scale: { concurrency, max, queue: 0, pauseAfter: 0, stopAfter: 600 } }),
+  // Scaled to zero the way it is in use: the idle rules stop an instance 5 s after its last request.
+  JSON.stringify({ name, runtime: 'bun', scale: { concurrency, max, queue: 0, pauseAfter: 0, stopAfter: IDLE_STOP_S } }),
 );
 await writeFile(join(dir, 'index.ts'), 'export default { fetch() { return new Response("hello"); } };\n');
 await api.request(`/functions/${name}`, { method: 'DELETE' });
@@ -122,42 +125,55 @@ try {
 
   const bare: number[] = [];
   const cold: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    bare.push(await bareStart(template));
-    await makeIdle(api, docker, name);
+  const coldStart = async () => {
     const first = await timedRequest();
     if (first.status !== 200) throw new Error(`a cold start answered ${first.status}`);
     cold.push(first.ms);
+  };
+  for (let round = 0; round < rounds; round++) {
+    await waitStopped(api, docker, name);
+    // Each goes first (after seconds of an idle machine) in every other round.
+    if (round % 2 === 0) {
+      bare.push(await bareStart(template));
+      await coldStart();
+    } else {
+      await coldStart();
+      bare.push(await bareStart(template));
+    }
   }
+  if (process.env.BENCH_VERBOSE) console.log({ bare: bare.map(Math.round), cold: cold.map(Math.round) });
   console.log(`one cold start, first answer (${rounds} interleaved rounds, medians)`);
   console.log(`  bare container, engine API  ${ms(median(bare))}`);
   console.log(`  through the gateway         ${ms(median(cold))}   ${(median(cold) / median(bare)).toFixed(2)}× the bare container`);
 
-  await makeIdle(api, docker, name);
+  await waitStopped(api, docker, name);
   const started = performance.now();
   const results = await Promise.all(Array.from({ length: burst }, () => timedRequest().catch(() => ({ ms: Number.NaN, status: 0 }))));
   const wall = performance.now() - started;
-  // The starts a burst asks for can end after its last answer (the first instance may serve them all):
-  // the instances are counted once their number has held for 3 s.
-  let instances = -1;
-  let steadySince = performance.now();
+  // The starts a burst asks for can end after its last answer (the first instance may serve them all),
+  // and the idle rules stop instances 5 s after their last request: every instance the entity listed
+  // is counted, until no new one has come for 3 s.
+  const seen = new Set<string>();
+  let newestAt = performance.now();
   for (const deadline = performance.now() + 60_000; performance.now() < deadline; ) {
     const { function: state } = await api.json<{ function: FunctionState }>(`/functions/${name}`);
-    if (state.instances.length !== instances) {
-      instances = state.instances.length;
-      steadySince = performance.now();
-    } else if (performance.now() - steadySince > 3000) break;
+    for (const instance of state.instances) {
+      if (seen.has(instance.containerId)) continue;
+      seen.add(instance.containerId);
+      newestAt = performance.now();
+    }
+    if (performance.now() - newestAt > 3000) break;
     await Bun.sleep(100);
   }
+  const instances = seen.size;
   const answered = results.filter((r) => r.status === 200).length;
   const needed = Math.min(max, Math.ceil(burst / concurrency));
-  const p99 = percentile(
-    results.filter((r) => r.status === 200).map((r) => r.ms),
-    99,
-  );
+  const times = results.filter((r) => r.status === 200).map((r) => r.ms);
+  const p99 = percentile(times, 99);
   console.log(`\n${burst} concurrent first requests, concurrency ${concurrency}, max ${max}`);
   console.log(`  answered                    ${answered} of ${burst} (${results.length - answered} failed), all within ${ms(wall)}`);
   console.log(`  instances started           ${instances} (needed ${needed})`);
+  console.log(`  p50, p90                    ${ms(percentile(times, 50))} ${ms(percentile(times, 90))}`);
   console.log(`  p99                         ${ms(p99)}   ${(p99 / median(cold)).toFixed(2)}× one cold start`);
 } finally {
   await api.request(`/functions/${name}`, { method: 'DELETE' });

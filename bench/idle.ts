@@ -16,3 +16,18 @@ export async function makeIdle(api: Api, docker: Docker, name: string): Promise<
     await Bun.sleep(10);
   }
 }
+
+/**
+ * Waits until the function's idle rules have stopped every instance (`scale.stopAfter`), as a
+ * function scales to zero in use: its entity lists none, and no container of it is left.
+ */
+export async function waitStopped(api: Api, docker: Docker, name: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { function: state } = await api.json<{ function: FunctionState }>(`/functions/${name}`);
+    const containers = await docker.listContainers({ all: true, filters: { label: [`dev.plat.function=${name}`] } });
+    if (state.instances.length === 0 && containers.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`${name} still runs instances ${timeoutMs / 1000} s after its last request`);
+    await Bun.sleep(50);
+  }
+}

@@ -32,6 +32,11 @@ export type PlatformEvent =
    * drained, not cut, so what was routed to it meanwhile is answered.
    */
   | { type: 'instance-ready'; start: string; instance: Instance }
+  /**
+   * The platform is about to stop a container (idle for stopAfter, or replaced by a deploy): no new
+   * request goes to it; `instance-gone` follows when it is gone.
+   */
+  | { type: 'instance-retired'; name: string; containerId: string }
   /** A function's serving version changed (a deploy switched): route afresh. */
   | { type: 'function-changed'; name: string }
   /** The idle rules paused a container: a request must resume it first (resumePath). */

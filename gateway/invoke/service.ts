@@ -183,6 +183,9 @@ export class InvokeService {
       case 'instance-ready':
         for (const wake of this.readyWaiters.get(event.start) ?? []) wake(event.instance);
         break;
+      case 'instance-retired':
+        this.retire(event.containerId);
+        break;
       case 'function-changed':
         this.drop(event.name);
         break;
@@ -214,6 +217,17 @@ export class InvokeService {
       exchange.neverReached = exchange.startedAt > diedAt;
       end(exchange, GONE);
     }
+  }
+
+  /**
+   * A container the platform stops (idle for stopAfter, or replaced): no new request goes to it, and
+   * those on it finish. Its pool stays even when it is left empty, as its entity has nothing newer to
+   * tell: the next request starts an instance at once, without reading the entity first.
+   */
+  private retire(containerId: string): void {
+    this.gone.set(containerId, Date.now());
+    this.paused.delete(containerId);
+    for (const pool of this.pools.values()) if (pool.remove(containerId)) pool.wakeAll();
   }
 
   /** Re-reads routes from the entities every few seconds, and reports use to them in batches. */

@@ -352,17 +352,45 @@ describe('scaling out on concurrency', () => {
     class Instant extends InvokeService {
       protected override async coldStart(_name: string, _version: FunctionVersion, _preview: boolean, slot: number) {
         starts.push(slot);
-        const started = instance(`c${slot}`, `i${slot}`, `http://127.0.0.1:${slow.port}`);
+        const started = instance(`c${starts.length}`, `i${starts.length}`, `http://127.0.0.1:${slow.port}`);
         state.instances.push(started);
         return started;
       }
     }
     const temporal = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
     const settings = loadSettings({ PLAT_HOME: join(tmpdir(), 'plat-unit-invoke') });
-    const functions = { get: async () => ({ ...state, instances: [...state.instances] }) } as unknown as FunctionsService;
+    const reads = { count: 0 };
+    const functions = {
+      get: async () => {
+        reads.count++;
+        return { ...state, instances: [...state.instances] };
+      },
+    } as unknown as FunctionsService;
     const invoke = new Instant(temporal, functions, settings, undefined, new LogWriter(settings.dataDir, settings.logs));
-    return { invoke, starts, lookups };
+    return { invoke, starts, lookups, reads, state };
   }
+
+  it('keeps a pool whose last instance the platform stopped: the next request starts one at once, without reading the entity', async () => {
+    const { invoke, starts, reads, state } = scaled({ concurrency: 1, max: 3 });
+    expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('i1');
+    expect(reads.count).toBe(1);
+    // The idle rules stop it: the worker says so before the stop, and again once it is gone.
+    state.instances = [];
+    invoke.onEvent({ type: 'instance-retired', name: 'fn', containerId: 'c1' });
+    invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'exited with code 143', at: Date.now() });
+    expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('i2');
+    expect(starts).toHaveLength(2);
+    expect(reads.count).toBe(1);
+  });
+
+  it('reads the entity again when a container dies unasked', async () => {
+    const { invoke, reads, state } = scaled({ concurrency: 1, max: 3 });
+    expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('i1');
+    state.instances = [];
+    invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'exited with code 1', at: Date.now() });
+    expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('i2');
+    expect(reads.count).toBe(2);
+  });
 
   it('starts instances up to max, one start per count, and spreads the requests over them', async () => {
     most.clear();
