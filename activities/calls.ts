@@ -1,4 +1,8 @@
-import { Context } from '@temporalio/activity';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { addressRefusal, CallbackRefused, guardedLookup, refused } from '../lib/callback-policy';
 import { CALL_BODY_LIMIT, callTag } from '../lib/calls';
 import { repositoryPath } from '../lib/names';
 import { BlobNotFoundError } from '../lib/registry-api';
@@ -136,15 +140,46 @@ export function createCallActivities({ registry, settings, events, logs }: Activ
       headers.set('x-call-id', state.callId);
       headers.set('x-call-status', state.status);
       if (result) headers.set('x-function-status', String(result.status));
-      const response = await fetch(url, {
-        method: 'POST',
-        headers,
-        body: body as BodyInit | undefined,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(30_000),
-      });
-      await response.body?.cancel().catch(() => {});
-      if (response.status < 200 || response.status > 299) throw new Error(`the callback URL answered HTTP ${response.status}`);
+      let status: number;
+      try {
+        status = await postOnce(url, headers, body, settings.callbackAllowLocal);
+      } catch (error) {
+        if (!(error instanceof CallbackRefused)) throw error;
+        throw ApplicationFailure.create({ type: 'CallbackRefused', message: error.message, nonRetryable: true });
+      }
+      if (status < 200 || status > 299) throw new Error(`the callback URL answered HTTP ${status}`);
     },
   };
+}
+
+/** How long a callback's receiver has to answer. */
+const CALLBACK_TIMEOUT_MS = 30_000;
+
+/**
+ * POSTs once and answers the status (the answer's body is drained). Unless `allowLocal`, the
+ * connection only goes to an address a callback may reach (lib/callback-policy.ts), checked at the
+ * connection itself; no redirect is followed.
+ */
+function postOnce(url: string, headers: Headers, body: Uint8Array | undefined, allowLocal: boolean): Promise<number> {
+  const target = new URL(url);
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  const why = !allowLocal && isIP(host) ? addressRefusal(host) : undefined;
+  if (why) return Promise.reject(refused(host, host, why));
+  const head: Record<string, string> = Object.fromEntries(headers);
+  head['content-length'] = String(body?.byteLength ?? 0);
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const outgoing = send(
+      target,
+      { method: 'POST', headers: head, timeout: CALLBACK_TIMEOUT_MS, ...(allowLocal ? {} : { lookup: guardedLookup }) },
+      (answer) => {
+        answer.resume();
+        answer.on('end', () => resolve(answer.statusCode ?? 0));
+        answer.on('error', reject);
+      },
+    );
+    outgoing.on('timeout', () => outgoing.destroy(new Error(`the callback URL did not answer within ${CALLBACK_TIMEOUT_MS / 1000} s`)));
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
 }

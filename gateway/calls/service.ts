@@ -1,3 +1,4 @@
+import { CallbackRefused, checkCallbackUrl } from '../../lib/callback-policy';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
@@ -72,6 +73,8 @@ export class CallsService {
     const state = await this.functions.get(name);
     const active = state.versions.find((v) => v.version === state.activeVersion);
     if (!active) throw new PlatError('NO_ACTIVE_VERSION', `function ${name} has no deployed version yet`);
+    // After the function is known: a name that does not exist costs no DNS look-up.
+    if (callbackUrl !== undefined && !this.settings.callbackAllowLocal) await allowedCallback(callbackUrl);
     const rules = asyncOf(active.config);
     const bytes = request.body ? new Uint8Array(await request.arrayBuffer()) : new Uint8Array();
     if (bytes.byteLength > CALL_BODY_LIMIT) {
@@ -248,4 +251,15 @@ function acceptedAnswer(callId: string): Response {
 /** The path the function sees: `/async-function/<name>/a?b` arrives as `/a?b`. */
 function asyncFunctionPath(url: string): string {
   return functionPath(url.replace('/async-function/', '/function/'));
+}
+
+/** A callback URL whose host resolves, to addresses a callback may reach (lib/callback-policy.ts); 400 otherwise. */
+async function allowedCallback(url: string): Promise<void> {
+  try {
+    await checkCallbackUrl(url);
+  } catch (error) {
+    if (error instanceof CallbackRefused) throw new PlatError('BAD_REQUEST', error.message);
+    const host = new URL(url).hostname;
+    throw new PlatError('BAD_REQUEST', `X-Callback-Url's host ${host.slice(0, 100)} does not resolve (${(error as Error).message})`);
+  }
 }

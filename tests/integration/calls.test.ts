@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
+import { networkInterfaces } from 'node:os';
 import { repositoryPath } from '../../lib/names';
 import { callTag, expireCallBodies } from '../../lib/calls';
 import { RegistryApi } from '../../lib/registry-api';
@@ -9,7 +10,7 @@ import { ScheduleNotFoundError } from '@temporalio/client';
 import { callsCommand, schedulesCommand } from '../../cli/commands/calls';
 import { invokeAsync } from '../../cli/commands/invoke';
 import { containersOf, deployFolder, functionFolder, invoke } from '../support/functions';
-import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -191,6 +192,36 @@ describe('async calls', () => {
       headers: { authorization: `Bearer ${s.token}` },
     });
     expect(missing.status).toBe(404);
+  });
+
+  it('refuses a callback to this host or a link-local address, unless PLAT_CALLBACK_ALLOW_LOCAL allows it, and starts nothing', async () => {
+    const strict = await extraGateway(s, { PLAT_CALLBACK_ALLOW_LOCAL: 'false' });
+    try {
+      const listed = async () => (await s.api.json<{ calls: unknown[] }>(`/functions/${name}/calls?limit=100`)).calls.length;
+      const before = await listed();
+      const own = Object.values(networkInterfaces())
+        .flat()
+        .find((a) => a && !a.internal && a.family === 'IPv4')?.address;
+      const targets = [
+        `http://127.0.0.1:${callbackServer.port}/done`,
+        `http://localhost:${callbackServer.port}/done`,
+        `http://[::ffff:127.0.0.1]:${callbackServer.port}/done`,
+        'http://169.254.169.254/latest/meta-data/',
+        ...(own ? [`http://${own}:${callbackServer.port}/done`] : []),
+      ];
+      for (const target of targets) {
+        const refused = await fetch(`${strict.url}/async-function/${name}/echo`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${s.token}`, 'x-callback-url': target },
+        });
+        const { error } = (await refused.json()) as { error: { code: string; message: string } };
+        expect([target, refused.status, error.code]).toEqual([target, 400, 'BAD_REQUEST']);
+        expect(error.message).toContain('X-Callback-Url');
+      }
+      expect(await listed()).toBe(before);
+    } finally {
+      await strict.stop();
+    }
   });
 
   it('lets the bodies of calls past their retention go, and keeps the others', async () => {

@@ -76,6 +76,8 @@ async function start(): Promise<TestStack> {
     // The worker's SDK metrics on a port of this run's own (the dev stack's worker may hold the default).
     PLAT_WORKER_METRICS: `127.0.0.1:${await freePort()}`,
     ...GATEWAY_ENV,
+    // The async calls' tests receive callbacks on loopback (tests/integration/calls.test.ts checks the refusal).
+    PLAT_CALLBACK_ALLOW_LOCAL: 'true',
     // Dead containers go within seconds, so tests can see them go.
     PLAT_REAP_AFTER_SECONDS: '2',
     // The registry npm test started, whose garbage this run's worker collects.
