@@ -1,8 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP } from 'node:net';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { addressRefusal, CallbackRefused, guardedLookup, refused } from '../lib/callback-policy';
+import { CallbackRefused, callbackHost, guardedLookup, literalRefusal } from '../lib/callback-policy';
 import { CALL_BODY_LIMIT, callTag } from '../lib/calls';
 import { repositoryPath } from '../lib/names';
 import { BlobNotFoundError } from '../lib/registry-api';
@@ -162,9 +161,8 @@ const CALLBACK_TIMEOUT_MS = 30_000;
  */
 function postOnce(url: string, headers: Headers, body: Uint8Array | undefined, allowLocal: boolean): Promise<number> {
   const target = new URL(url);
-  const host = target.hostname.replace(/^\[|\]$/g, '');
-  const why = !allowLocal && isIP(host) ? addressRefusal(host) : undefined;
-  if (why) return Promise.reject(refused(host, host, why));
+  const refusal = allowLocal ? undefined : literalRefusal(callbackHost(url));
+  if (refusal) return Promise.reject(refusal);
   const head: Record<string, string> = Object.fromEntries(headers);
   head['content-length'] = String(body?.byteLength ?? 0);
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;

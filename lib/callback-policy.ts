@@ -60,29 +60,31 @@ export function addressRefusal(address: string, local: Set<string> = hostAddress
 /** The error a refused callback address fails with: not worth trying again. */
 export class CallbackRefused extends Error {}
 
-export function refused(host: string, address: string, why: string): CallbackRefused {
+function refused(host: string, address: string, why: string): CallbackRefused {
   const shown = host === address ? host : `${host} (${address})`;
   return new CallbackRefused(
     `X-Callback-Url may not point at ${shown}: it is ${why}. Callbacks go to other machines; set PLAT_CALLBACK_ALLOW_LOCAL=true to allow a receiver on this one`,
   );
 }
 
+/** A callback URL's host, as the checks take it (an IPv6 address without its brackets). */
+export function callbackHost(url: string): string {
+  return new URL(url).hostname.replace(/^\[|\]$/g, '');
+}
+
+/** The refusal of a host written as an IP address (a connection to it looks up no name), if it is refused. */
+export function literalRefusal(host: string): CallbackRefused | undefined {
+  const why = isIP(host) ? addressRefusal(host) : undefined;
+  return why ? refused(host, host, why) : undefined;
+}
+
 /** Resolves a callback URL's host and checks every address it has; throws CallbackRefused (or the lookup's error). */
 export async function checkCallbackUrl(url: string): Promise<void> {
-  const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
-  if (isIP(host)) {
-    const why = addressRefusal(host);
-    if (why) throw refused(host, host, why);
-    return;
-  }
-  const addresses = await new Promise<LookupAddress[]>((resolve, reject) =>
-    lookup(host, { all: true }, (error, found) => (error ? reject(error) : resolve(found))),
-  );
-  const local = hostAddresses();
-  for (const { address } of addresses) {
-    const why = addressRefusal(address, local);
-    if (why) throw refused(host, address, why);
-  }
+  const host = callbackHost(url);
+  const refusal = literalRefusal(host);
+  if (refusal) throw refusal;
+  if (isIP(host)) return;
+  await new Promise<void>((resolve, reject) => guardedLookup(host, { all: true }, (error) => (error ? reject(error) : resolve())));
 }
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;

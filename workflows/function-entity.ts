@@ -111,6 +111,12 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     state.retiring = state.retiring.filter((r) => r !== retirement);
     await reclaimImages();
   }
+  /** Stops these containers once DRAIN_MS is over (every gateway has stopped routing to them), recorded in the state. */
+  function drainThenStop(containerIds: string[], reason?: string): void {
+    const retirement: Retirement = { containerIds, at: new Date(Date.now() + DRAIN_MS).toISOString(), ...(reason ? { reason } : {}) };
+    state.retiring.push(retirement);
+    void retire(retirement);
+  }
   // Drains that a previous run (before continue-as-new) had not finished.
   for (const retirement of state.retiring) void retire(retirement);
 
@@ -162,9 +168,7 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     const replaced = state.instances.filter((i) => i.version === previous);
     if (replaced.length === 0) return;
     state.instances = state.instances.filter((i) => i.version !== previous);
-    const retirement: Retirement = { containerIds: replaced.map((i) => i.containerId), at: new Date(Date.now() + DRAIN_MS).toISOString() };
-    state.retiring.push(retirement);
-    void retire(retirement);
+    drainThenStop(replaced.map((i) => i.containerId));
   }
 
   /**
@@ -308,9 +312,7 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
       outcome.reason === 'full'
         ? `version ${instance.version} runs scale.max instances already`
         : `replaced by version ${state.activeVersion}`;
-    const retirement: Retirement = { containerIds: [instance.containerId], at: new Date(Date.now() + DRAIN_MS).toISOString(), reason: why };
-    state.retiring.push(retirement);
-    void retire(retirement);
+    drainThenStop([instance.containerId], why);
   }
 
   setHandler(instanceStartedUpdate, ({ instance, preview }) =>

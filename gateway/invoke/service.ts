@@ -206,8 +206,7 @@ export class InvokeService {
    * it died never reached it, and are sent again to its replacement.
    */
   forget(containerId: string, diedAt?: number): void {
-    this.gone.set(containerId, Date.now());
-    this.paused.delete(containerId);
+    this.markGone(containerId);
     for (const pool of [...this.pools.values()]) {
       // A pool left with nothing running or starting is read again from the entity by its next request.
       if (pool.remove(containerId) && pool.instances.length === 0 && pool.starting === 0) this.drop(pool.key);
@@ -225,9 +224,14 @@ export class InvokeService {
    * tell: the next request starts an instance at once, without reading the entity first.
    */
   private retire(containerId: string): void {
+    this.markGone(containerId);
+    for (const pool of this.pools.values()) if (pool.remove(containerId)) pool.wakeAll();
+  }
+
+  /** Keeps a container from being routed to again (an entity read that predates its going included). */
+  private markGone(containerId: string): void {
     this.gone.set(containerId, Date.now());
     this.paused.delete(containerId);
-    for (const pool of this.pools.values()) if (pool.remove(containerId)) pool.wakeAll();
   }
 
   /** Re-reads routes from the entities every few seconds, and reports use to them in batches. */
