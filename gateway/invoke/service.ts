@@ -367,6 +367,10 @@ export class InvokeService {
         } else if (outcome === 'full') {
           // Other gateways' instances fill the version: take them in, then the waiting requests look again.
           void this.refresh(pool).finally(() => pool.wakeAll());
+        } else if (this.gone.has(outcome.containerId)) {
+          // A start run this request joined ("use existing") was still reporting an instance that has
+          // gone since (its gateway had routed to it on instance-ready): the waiting requests start another.
+          pool.wakeAll();
         } else {
           this.join(pool, outcome);
           // Requests still waiting once it took what it can: as many more starts as they need, at once.

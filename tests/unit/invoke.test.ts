@@ -383,6 +383,15 @@ describe('scaling out on concurrency', () => {
     expect(reads.count).toBe(1);
   });
 
+  it('starts again when the start it joined ends with a container already gone', async () => {
+    const { invoke, starts } = scaled({ concurrency: 1, max: 3 });
+    // The first start's instance (c1) died before its start ended, as when a request joins a cold
+    // start still reporting an instance that was routed to on instance-ready and then removed.
+    invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'removed', at: Date.now() });
+    expect(await (await invoke.invoke('fn', request('/', { method: 'POST', body: 'x' }))).text()).toBe('i2');
+    expect(starts).toHaveLength(2);
+  });
+
   it('reads the entity again when a container dies unasked', async () => {
     const { invoke, reads, state } = scaled({ concurrency: 1, max: 3 });
     expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('i1');
