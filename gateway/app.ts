@@ -25,6 +25,9 @@ import { asyncRoutes, callsRoutes } from './calls';
 import { asyncPath, asyncRoot } from './calls/model';
 import { CallsService } from './calls/service';
 
+/** How long a scrape waits for one function's entity (they are read at once). */
+const METRICS_READ_MS = 3000;
+
 export interface GatewayDeps {
   temporal: Client;
   registry: RegistryApi;
@@ -122,11 +125,17 @@ function apiDocument() {
   });
 }
 
-/** Every function's instances counted by state, for the plat_function_instances gauge. */
+/**
+ * Every function's instances counted by state, for the plat_function_instances gauge. The entities
+ * are read at once, each within METRICS_READ_MS, so that a scrape stays within Prometheus' default
+ * timeout (10 s) however many functions there are; one that does not answer in time counts none.
+ */
 async function instancesByState(functions: FunctionsService): Promise<Array<{ function: string; state: string; count: number }>> {
   const rows: Array<{ function: string; state: string; count: number }> = [];
-  for (const summary of await functions.list()) {
-    const state = await functions.get(summary.name).catch(() => undefined);
+  const summaries = await functions.list();
+  const states = await Promise.all(summaries.map((summary) => functions.get(summary.name, METRICS_READ_MS).catch(() => undefined)));
+  for (const [index, summary] of summaries.entries()) {
+    const state = states[index];
     const counts = new Map<string, number>([
       ['running', 0],
       ['paused', 0],

@@ -147,7 +147,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
   return {
     temporalAddress: env.TEMPORAL_ADDRESS || '127.0.0.1:7233',
     temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
-    taskQueue: env.PLAT_TASK_QUEUE || 'plat',
+    taskQueue: taskQueueSetting(env.PLAT_TASK_QUEUE),
     registry: env.REGISTRY || 'localhost:5001',
     dataDir,
     host: env.HOST || '127.0.0.1',
@@ -174,6 +174,18 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     tls: tlsFiles(env.TLS_CERT_FILE, env.TLS_KEY_FILE),
     jwt: jwtSettings(env),
   };
+}
+
+/**
+ * The task queue names this platform: its workflows, its schedules and what its gateways list. It
+ * goes into visibility queries, so only letters, digits, dots, dashes and underscores.
+ */
+function taskQueueSetting(value: string | undefined): string {
+  if (value === undefined || value === '') return 'plat';
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(value)) {
+    throw new Error(`PLAT_TASK_QUEUE may hold letters, digits, ".", "-" and "_" (200 at most), not "${value.slice(0, 100)}"`);
+  }
+  return value;
 }
 
 function jwtSettings(env: Record<string, string | undefined>): Settings['jwt'] {

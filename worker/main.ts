@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { GracefulShutdownPeriodExpiredError, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { createActivities } from '../activities';
 import { LogWriter } from '../lib/logs';
@@ -13,6 +13,15 @@ import { EventsHub } from './events-hub';
 import { containerUsage } from './usage';
 import { LogCollector } from './log-collector';
 import { ensureRegistryGcSchedule } from './registry-gc-schedule';
+
+/**
+ * On SIGTERM, how long activities under way get to end before they are told to cancel (a container's
+ * stop takes up to 10 s), and how long the worker waits for them in all before it exits anyway: an
+ * activity that ignores its cancellation must not keep a stopped worker alive. What it leaves
+ * unfinished times out and is retried by the next worker.
+ */
+const SHUTDOWN_GRACE = '10 seconds';
+const SHUTDOWN_FORCE = '30 seconds';
 
 /**
  * The Temporal worker: hosts the workflows, does all Docker and registry work (on Node.js), watches
@@ -71,16 +80,27 @@ async function run(): Promise<void> {
     // A worker that dies leaves its workflows' next tasks on its own sticky queue; after this long
     // they go to the shared queue, where the next worker takes them.
     stickyQueueScheduleToStartTimeout: '3 seconds',
+    shutdownGraceTime: SHUTDOWN_GRACE,
+    shutdownForceTime: SHUTDOWN_FORCE,
   });
   watch.start();
   await ensureRegistryGcSchedule(client, settings);
   const metrics = metricsAddress ? `; Temporal SDK metrics on http://${metricsAddress}/metrics` : '';
   console.log(`worker polling task queue "${settings.taskQueue}" on ${address}; events on ${settings.eventsSocket}${metrics}`);
-  await worker.run();
+  let abandoned = false;
+  try {
+    await worker.run();
+  } catch (error) {
+    if (!(error instanceof GracefulShutdownPeriodExpiredError)) throw error;
+    console.warn(`activities were still running ${SHUTDOWN_FORCE} after the stop; the worker exits, and they are retried by the next one`);
+    abandoned = true;
+  }
   watch.stop();
   collector.stop();
   await logs.flush();
   await events.close();
+  // The abandoned activities' promises would keep the process alive.
+  if (abandoned) process.exit(0);
   await connection.close();
 }
 

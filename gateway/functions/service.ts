@@ -51,10 +51,11 @@ export class FunctionsService {
     private readonly secretExists: (name: string) => Promise<boolean> = async () => false,
   ) {}
 
-  async get(name: string): Promise<FunctionState> {
+  /** The function's state, from its entity; `deadlineMs` bounds the wait for its answer. */
+  async get(name: string, deadlineMs = CONTROL_READ_MS): Promise<FunctionState> {
     checkName(name);
     try {
-      const state = await within(this.temporal, CONTROL_READ_MS, () =>
+      const state = await within(this.temporal, deadlineMs, () =>
         this.temporal.workflow.getHandle(workflowIds.entity(name)).query(describeQuery),
       );
       if (state.removed) throw new PlatError('FUNCTION_NOT_FOUND', `function ${name} not found`);
@@ -75,10 +76,15 @@ export class FunctionsService {
     return { ...state, instances };
   }
 
+  /**
+   * This platform's functions: the entities on its task queue. Another platform may share the
+   * Temporal namespace under names of its own (a test run does); its functions are not listed
+   * here, and its entities, whose workers may be gone for good, are never queried.
+   */
   async list(): Promise<FunctionSummary[]> {
     const functions: FunctionSummary[] = [];
     try {
-      const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running'`;
+      const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running' AND TaskQueue = '${this.settings.taskQueue}'`;
       await within(this.temporal, CONTROL_READ_MS, async () => {
         for await (const execution of this.temporal.workflow.list({ query })) {
           const attrs = execution.typedSearchAttributes;

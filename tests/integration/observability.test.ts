@@ -1,6 +1,8 @@
 import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { randomBytes } from 'node:crypto';
 import type { LogRecord } from '../../lib/logs';
+import { SEARCH_ATTRIBUTES, workflowIds } from '../../lib/names';
+import { WORKFLOW_TYPES } from '../../workflows/definitions';
 import { containersOf, deployFolder, functionFolder, invoke, makeIdle, plat } from '../support/functions';
 import { INTEGRATION_TIMEOUT_MS, logText, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
@@ -281,6 +283,33 @@ describe('invocation records and metrics', () => {
     const workerText = await worker.text();
     expect(workerText).toMatch(/temporal_/);
     await promtoolAccepts(workerText);
+  });
+
+  it("lists and counts this platform's functions only: an entity of another task queue, whose worker is gone, is not listed, and the scrape does not wait for it", async () => {
+    // What a killed run on a shared Temporal leaves: a function entity that no worker serves. Its
+    // queries could only time out, one scrape after another.
+    const elsewhere = s.name('elsewhere');
+    const orphan = await s.temporal.workflow.start(WORKFLOW_TYPES.entity, {
+      workflowId: workflowIds.entity(elsewhere),
+      taskQueue: s.orphanTaskQueue,
+      args: [{ name: elsewhere }],
+      typedSearchAttributes: [{ key: SEARCH_ATTRIBUTES.function, value: elsewhere }],
+    });
+    try {
+      await waitFor('visibility to list the orphan entity', 30_000, async () => {
+        const query = `WorkflowId = '${workflowIds.entity(elsewhere)}' AND ExecutionStatus = 'Running'`;
+        for await (const _ of s.temporal.workflow.list({ query })) return true;
+        return false;
+      });
+      const { functions } = await s.api.json<{ functions: Array<{ name: string }> }>('/functions');
+      expect(functions.map((f) => f.name)).toContain(name);
+      expect(functions.map((f) => f.name)).not.toContain(elsewhere);
+      const text = await (await s.api.request('/metrics')).text();
+      expect(text).toContain(`plat_function_instances{function="${name}",state="running"}`);
+      expect(text).not.toContain(elsewhere);
+    } finally {
+      await orphan.terminate('test over'); // (and deleted with the run's workflows)
+    }
   });
 
   it('shows what each instance uses when describe is asked for it', async () => {

@@ -153,6 +153,9 @@ export async function partPid(s: TestStack, part: Part): Promise<number> {
   return Number((await Bun.file(join(s.dataDir, 'run', `${part}.child.pid`)).text()).trim());
 }
 
+/** How long the clean-up waits for the run's function removals through the API. */
+const TEARDOWN_REMOVAL_MS = 90_000;
+
 /** Ends the run's stack: removes what it made, then stops its worker and gateway. */
 export async function teardown(): Promise<void> {
   if (!starting) return;
@@ -176,7 +179,12 @@ export async function teardown(): Promise<void> {
 async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   const { functions } = await s.api.json<{ functions: { name: string }[] }>('/functions').catch(() => ({ functions: [] }));
   const ours = functions.filter((f) => f.name.startsWith(`t${s.runId}-`));
-  await Promise.all(ours.map((f) => s.api.request(`/functions/${f.name}`, { method: 'DELETE' }).catch(() => undefined)));
+  // Bounded: what a removal leaves (say, the platform is stuck) goes with the clean-up below.
+  await Promise.all(
+    ours.map((f) =>
+      s.api.request(`/functions/${f.name}`, { method: 'DELETE', signal: AbortSignal.timeout(TEARDOWN_REMOVAL_MS) }).catch(() => undefined),
+    ),
+  );
 
   const mine = (labels: Record<string, string> | undefined) => (labels?.[LABELS.function] ?? '').startsWith(`t${s.runId}-`);
   for (const c of await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {

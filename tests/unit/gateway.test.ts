@@ -169,3 +169,13 @@ describe('Temporal out of reach', () => {
     expect(toPlatError(new Error('deadline exceeded'), 'INTERNAL').code).toBe('INTERNAL');
   });
 });
+
+describe('settings', () => {
+  it('takes a task queue of letters, digits, dots, dashes and underscores, and refuses one a visibility query could not hold', () => {
+    expect(loadSettings({}).taskQueue).toBe('plat');
+    expect(loadSettings({ PLAT_TASK_QUEUE: 'plat-test_1.a' }).taskQueue).toBe('plat-test_1.a');
+    for (const bad of ["x' OR '1'='1", 'with space', 'a'.repeat(201)]) {
+      expect(() => loadSettings({ PLAT_TASK_QUEUE: bad })).toThrow('PLAT_TASK_QUEUE may hold letters, digits');
+    }
+  });
+});
