@@ -8,6 +8,9 @@
  *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
  *   - Go's httputil.ReverseProxy (the proxy core of OpenFaaS, Fission and Knative), built by the
  *     bench from a few lines of Go, as the second reference,
+ *   - a reverse proxy on Rust's tokio and hyper that only forwards, on one thread
+ *     (bench/native-proxy, built by the bench with cargo when it is installed): the floor of a
+ *     native data plane, for deciding whether one would reach nginx here,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
  *   - two more gateways of this checkout that the bench starts alike, one with metrics and invocation
  *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run;
@@ -16,8 +19,8 @@
  *
  *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
  *
- * Needs wrk and nginx (`apt-get install wrk nginx-light`) and Go; nginx and the Go proxy are
- * skipped with a note when missing. Uses API_URL and AUTH_TOKEN like the CLI; removes its function at the end.
+ * Needs wrk and nginx (`apt-get install wrk nginx-light`), Go and cargo; nginx and the Go and Rust
+ * proxies are skipped with a note when missing. Uses API_URL and AUTH_TOKEN like the CLI; removes its function at the end.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -38,6 +41,7 @@ const rounds = Number(option('--rounds', '5'));
 const seconds = Number(option('--seconds', '3'));
 const connections = option('--connections', '1,10').split(',').map(Number);
 const name = 'bench-hop';
+const NATIVE = 'Rust hyper, forward only';
 const api = new Api({ apiUrl, token });
 
 interface Sample {
@@ -158,19 +162,45 @@ func main() {
   );
   const build = Bun.spawn([go, 'build', '-o', join(dir, 'proxy'), join(dir, 'main.go')], { cwd: dir, stdout: 'ignore', stderr: 'pipe' });
   if ((await build.exited) !== 0) throw new Error(`go build failed: ${await new Response(build.stderr).text()}`);
+  return runProxy(
+    (port) => [join(dir, 'proxy'), upstream, `127.0.0.1:${port}`],
+    "Go's ReverseProxy",
+    () => rm(dir, { recursive: true, force: true }),
+  );
+}
+
+/** Runs a proxy built here on a free port (its output ignored: a line for every connection wrk drops at the end of a run). */
+async function runProxy(
+  command: (port: number) => string[],
+  what: string,
+  cleanup?: () => Promise<void>,
+): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
-  // Its log has a line for every connection wrk drops at the end of a run: not wanted.
-  const proc = Bun.spawn([join(dir, 'proxy'), upstream, `127.0.0.1:${port}`], { stdout: 'ignore', stderr: 'ignore' });
+  const proc = Bun.spawn(command(port), { stdout: 'ignore', stderr: 'ignore' });
   const url = `http://127.0.0.1:${port}/`;
-  await answering(url, proc, 5000, "Go's ReverseProxy");
+  await answering(url, proc, 5000, what);
   return {
     url,
     stop: async () => {
       proc.kill('SIGTERM');
       await proc.exited;
-      await rm(dir, { recursive: true, force: true });
+      await cleanup?.();
     },
   };
+}
+
+/** bench/native-proxy, built with cargo (its crates fetched once; the build is kept in ~/.cache/plat). */
+async function startNativeProxy(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+  const cargo = Bun.which('cargo') ?? (Bun.which(`${process.env.HOME}/.cargo/bin/cargo`) ? `${process.env.HOME}/.cargo/bin/cargo` : null);
+  if (!cargo) return null;
+  const targetDir = join(process.env.HOME || '/root', '.cache', 'plat', 'bench-native-proxy');
+  const build = Bun.spawn([cargo, 'build', '--release', '--quiet', '--target-dir', targetDir], {
+    cwd: join(import.meta.dir, 'native-proxy'),
+    stdout: 'ignore',
+    stderr: 'pipe',
+  });
+  if ((await build.exited) !== 0) throw new Error(`cargo build of bench/native-proxy failed: ${await new Response(build.stderr).text()}`);
+  return runProxy((port) => [join(targetDir, 'release', 'native-proxy'), `127.0.0.1:${port}`, new URL(upstream).host], 'the Rust proxy');
 }
 
 if (!Bun.which('wrk')) {
@@ -216,12 +246,14 @@ async function startGateway(metrics: boolean): Promise<{ url: string; stop: () =
 
 const nginx = await startNginx(direct);
 const goProxy = await startGoProxy(direct);
+const nativeProxy = await startNativeProxy(direct);
 const withMetrics = await startGateway(true);
 const withoutMetrics = await startGateway(false);
 const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'straight to the container', url: `${direct}/`, headers: [] },
   ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
   ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [] }] : []),
+  ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [] }] : []),
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
   { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
   { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
@@ -229,7 +261,7 @@ const targets: { label: string; url: string; headers: string[] }[] = [
 ];
 
 try {
-  const skipped = [nginx ? '' : 'nginx', goProxy ? '' : 'Go'].filter(Boolean);
+  const skipped = [nginx ? '' : 'nginx', goProxy ? '' : 'Go', nativeProxy ? '' : 'Rust (cargo)'].filter(Boolean);
   console.log(
     `wrk -t1 -d${seconds}s, ${rounds} interleaved rounds, medians${skipped.length ? ` (not installed, skipped: ${skipped.join(', ')})` : ''}`,
   );
@@ -253,16 +285,19 @@ try {
     console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same gateway, metrics off)`);
     if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
     if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
+    if (nativeProxy && nginx)
+      console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
     const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));
     const direct50 = p50('straight to the container');
     const added = (label: string) => `${Math.round(p50(label) - direct50)} µs`;
     console.log(
-      `  p50 added over the container: gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}`,
+      `  p50 added over the container: gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}`,
     );
   }
 } finally {
   await nginx?.stop();
   await goProxy?.stop();
+  await nativeProxy?.stop();
   await withMetrics.stop();
   await withoutMetrics.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });

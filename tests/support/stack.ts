@@ -179,12 +179,19 @@ export async function teardown(): Promise<void> {
 async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   const { functions } = await s.api.json<{ functions: { name: string }[] }>('/functions').catch(() => ({ functions: [] }));
   const ours = functions.filter((f) => f.name.startsWith(`t${s.runId}-`));
-  // Bounded: what a removal leaves (say, the platform is stuck) goes with the clean-up below.
+  // Bounded: what a removal leaves (say, the platform is stuck) goes with the clean-up below, and
+  // the log says so: a removal that fails here is a bug to look into, not noise.
+  const failed: string[] = [];
   await Promise.all(
     ours.map((f) =>
-      s.api.request(`/functions/${f.name}`, { method: 'DELETE', signal: AbortSignal.timeout(TEARDOWN_REMOVAL_MS) }).catch(() => undefined),
+      s.api
+        .request(`/functions/${f.name}`, { method: 'DELETE', signal: AbortSignal.timeout(TEARDOWN_REMOVAL_MS) })
+        .then((response) => (response.ok || response.status === 404 ? undefined : `${f.name}: ${response.status}`))
+        .catch((error: Error) => `${f.name}: ${error.message}`)
+        .then((failure) => failure && failed.push(failure)),
     ),
   );
+  if (failed.length > 0) console.warn(`clean-up: ${failed.length} removal(s) through the API failed:\n  ${failed.join('\n  ')}`);
 
   const mine = (labels: Record<string, string> | undefined) => (labels?.[LABELS.function] ?? '').startsWith(`t${s.runId}-`);
   for (const c of await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {
