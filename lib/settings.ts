@@ -100,6 +100,8 @@ export interface Settings {
   logs: { maxBytes: number; maxAgeMs: number; linesPerSecond: number };
   /** How long an async call's bodies are kept in the registry (PLAT_CALL_RETENTION, default 24h: Temporal's retention of its history). */
   callRetentionMs: number;
+  /** How long a request waits for an instance to start before it is answered 503 (the start goes on). */
+  coldStartWaitMs: number;
   /** Whether async calls' callbacks may go to this host, loopback and link-local addresses (lib/callback-policy.ts). */
   callbackAllowLocal: boolean;
   /** The gateway's per-request metrics and invocation records (PLAT_METRICS=off turns them off, to measure their cost). */
@@ -168,6 +170,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
       linesPerSecond: positive(env.PLAT_LOG_RATE, 1000, 'PLAT_LOG_RATE'),
     },
     callRetentionMs: durationSetting(env.PLAT_CALL_RETENTION, 24 * 3_600_000, 'PLAT_CALL_RETENTION'),
+    coldStartWaitMs: durationSetting(env.PLAT_COLD_START_WAIT, 60_000, 'PLAT_COLD_START_WAIT'),
     callbackAllowLocal: env.PLAT_CALLBACK_ALLOW_LOCAL === 'true',
     metrics: env.PLAT_METRICS !== 'off',
     workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',

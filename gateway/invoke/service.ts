@@ -325,9 +325,11 @@ export class InvokeService {
   /**
    * A place for one request: on the least busy instance with room, or, when none has, after waiting
    * for one (an instance this starts, or a request that ends). 429 when the pool is at its max and
-   * its queue is full.
+   * its queue is full; 503 when no instance came within PLAT_COLD_START_WAIT (a worker that does not
+   * run the start, say), however many starts it waited for.
    */
   private async place(key: string, trace: Trace, signal: AbortSignal): Promise<Route> {
+    const deadline = Date.now() + this.settings.coldStartWaitMs;
     for (let round = 0; ; round++) {
       const pool = this.pools.get(key) ?? (await this.load(key));
       const place = pool.acquire();
@@ -344,7 +346,21 @@ export class InvokeService {
       // The first instance starts alone: starts at once slow each other down, and it may serve them all.
       if (pool.wantsInstance() && (pool.instances.length > 0 || pool.starting === 0)) this.scaleOut(pool);
       if (pool.starting > 0) trace.start = 'cold';
-      const wake = await waitFor(waiter, signal, atMax ? pool.timeoutMs : undefined, pool.name);
+      const wake = await waitFor(
+        waiter,
+        signal,
+        atMax
+          ? {
+              ms: pool.timeoutMs,
+              error: () =>
+                new PlatError(
+                  'UPSTREAM_TIMEOUT',
+                  `function ${pool.name} had no free instance within its timeout of ${pool.timeoutMs / 1000} s`,
+                ),
+            }
+          : { ms: Math.max(0, deadline - Date.now()), error: () => this.noInstanceYet(pool.name) },
+        pool.name,
+      );
       if (wake instanceof Error) throw wake;
       if (wake !== 'again') return wake;
     }
@@ -418,6 +434,14 @@ export class InvokeService {
     } finally {
       ready.cancel();
     }
+  }
+
+  /** A request that waited PLAT_COLD_START_WAIT for an instance: the start goes on, and a later request may find it. */
+  private noInstanceYet(name: string): PlatError {
+    return new PlatError(
+      'COLD_START_FAILED',
+      `function ${name} has no instance yet after ${this.settings.coldStartWaitMs / 1000} s: its start is still under way, or no worker runs it (is the worker running? npm start starts one); try again shortly`,
+    );
   }
 
   /** The instance of a cold start, when the worker on this host tells of it (`instance-ready`). */
@@ -705,7 +729,7 @@ export class InvokeService {
 function waitFor(
   waiter: { promise: Promise<Wake>; cancel: () => void },
   signal: AbortSignal,
-  timeoutMs: number | undefined,
+  timeout: { ms: number; error: () => PlatError },
   name: string,
 ): Promise<Wake> {
   if (signal.aborted) {
@@ -720,14 +744,7 @@ function waitFor(
       resolve(wake);
     };
     const abort = () => end(new PlatError('CLIENT_CLOSED_REQUEST', `the client went away while it waited for ${name}`));
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(
-            () =>
-              end(new PlatError('UPSTREAM_TIMEOUT', `function ${name} had no free instance within its timeout of ${timeoutMs / 1000} s`)),
-            timeoutMs,
-          );
+    const timer = setTimeout(() => end(timeout.error()), timeout.ms);
     signal.addEventListener('abort', abort, { once: true });
     void waiter.promise.then(end);
   });

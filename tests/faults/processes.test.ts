@@ -2,8 +2,8 @@ import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { answering, containersOf, deployForm, deployText, functionFolder, invoke } from '../support/functions';
-import { INTEGRATION_TIMEOUT_MS, logText, type Part, partPid, stack, type TestStack } from '../support/stack';
+import { answering, containersOf, deployFolder, deployForm, deployText, functionFolder, invoke } from '../support/functions';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, logText, type Part, partPid, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -111,5 +111,40 @@ describe('a gateway killed under load', () => {
     expect(outcomes.filter((o) => !o.ok && (o.at < killedAt || o.at > returnedAt + 1000))).toEqual([]);
     // The restarted gateway found the running instance through the entity: no cold start, no second container.
     expect((await containersOf(s, name)).map((c) => c.Id)).toEqual([container?.Id as string]);
+  });
+});
+
+describe('a worker that stops answering', () => {
+  it('leaves a request that waits for an instance at 503 after PLAT_COLD_START_WAIT, not for ever; the start goes on once the worker is back', async () => {
+    const name = s.name('frozen');
+    await deployFolder(
+      s,
+      await functionFolder(name, { 'index.ts': answering('after the freeze') }, { scale: { pauseAfter: 5, stopAfter: 5 } }),
+    );
+    const gateway = await extraGateway(s, { PLAT_COLD_START_WAIT: '2s' });
+    const worker = await partPid(s, 'worker');
+    let frozen = false;
+    try {
+      // Bounded, so that the worker is let go on even if the gateway never answers.
+      const call = () =>
+        fetch(`${gateway.url}/function/${name}`, { headers: { authorization: `Bearer ${s.token}` }, signal: AbortSignal.timeout(30_000) });
+      expect(await (await call()).text()).toBe('after the freeze');
+      // The idle rules stop it; this gateway keeps the function's pool, so its next request starts
+      // an instance at once, without reading the entity (which the frozen worker could not answer).
+      await waitFor('the idle rules to stop the instance', 60_000, async () => (await containersOf(s, name)).length === 0, 100);
+      process.kill(worker, 'SIGSTOP');
+      frozen = true;
+      const answer = await call();
+      expect(answer.status).toBe(503);
+      const { error } = (await answer.json()) as { error: { code: string; message: string } };
+      expect(error.code).toBe('COLD_START_FAILED');
+      expect(error.message).toContain('no instance yet after 2 s');
+      expect(error.message).toContain('is the worker running?');
+    } finally {
+      if (frozen) process.kill(worker, 'SIGCONT');
+      await gateway.stop();
+    }
+    // The start the request asked for goes on when the worker does; the function answers again.
+    await waitFor('the function to answer again', 60_000, async () => (await (await invoke(s, name)).text()) === 'after the freeze', 200);
   });
 });
