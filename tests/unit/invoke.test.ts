@@ -342,8 +342,11 @@ describe('scaling out on concurrency', () => {
   });
   afterAll(() => slow.stop(true));
 
-  /** An invoke service whose cold starts are instant and counted, for a function with the given scale rules. */
-  function scaled(scale: Partial<typeof SCALE_DEFAULTS>) {
+  /**
+   * An invoke service whose cold starts are instant (or wait for `gate`) and counted, for a function
+   * with the given scale rules, and the gateway's settings from `env`.
+   */
+  function scaled(scale: Partial<typeof SCALE_DEFAULTS>, { env = {}, gate }: { env?: Record<string, string>; gate?: Promise<void> } = {}) {
     const { state, lookups } = service(30, `http://127.0.0.1:${slow.port}`);
     state.instances = [];
     const v1 = state.versions[0] as FunctionVersion;
@@ -351,14 +354,15 @@ describe('scaling out on concurrency', () => {
     const starts: number[] = [];
     class Instant extends InvokeService {
       protected override async coldStart(_name: string, _version: FunctionVersion, _preview: boolean, slot: number) {
-        starts.push(slot);
-        const started = instance(`c${starts.length}`, `i${starts.length}`, `http://127.0.0.1:${slow.port}`);
+        const n = starts.push(slot);
+        await gate;
+        const started = instance(`c${n}`, `i${n}`, `http://127.0.0.1:${slow.port}`);
         state.instances.push(started);
         return started;
       }
     }
     const temporal = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
-    const settings = loadSettings({ PLAT_HOME: join(tmpdir(), 'plat-unit-invoke') });
+    const settings = loadSettings({ PLAT_HOME: join(tmpdir(), 'plat-unit-invoke'), ...env });
     const reads = { count: 0 };
     const functions = {
       get: async () => {
@@ -390,6 +394,23 @@ describe('scaling out on concurrency', () => {
     invoke.onEvent({ type: 'instance-gone', name: 'fn', containerId: 'c1', reason: 'removed', at: Date.now() });
     expect(await (await invoke.invoke('fn', request('/', { method: 'POST', body: 'x' }))).text()).toBe('i2');
     expect(starts).toHaveLength(2);
+  });
+
+  it('answers 503 when no instance came within PLAT_COLD_START_WAIT, and the start it asked for goes on to serve the next request', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { invoke, starts } = scaled({ concurrency: 1, max: 3 }, { env: { PLAT_COLD_START_WAIT: '200ms' }, gate });
+    const refused = await invoke.invoke('fn', request('/')).then(
+      (r) => r.status,
+      (error: PlatError) => `${error.code}: ${error.message}`,
+    );
+    expect(refused).toStartWith('COLD_START_FAILED: function fn has no instance yet after 0.2 s');
+    expect(starts).toEqual([1]);
+    release();
+    expect(await (await invoke.invoke('fn', request('/'))).text()).toBe('i1');
+    expect(starts).toEqual([1]);
   });
 
   it('reads the entity again when a container dies unasked', async () => {
