@@ -135,7 +135,7 @@ http {
 
 /** Go's httputil.ReverseProxy to the container, built from source here (the standard library only: no network needed). */
 async function startGoProxy(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
-  const go = Bun.which('go') ?? (Bun.which('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : null);
+  const go = Bun.which('go') ?? Bun.which('/usr/local/go/bin/go');
   if (!go) return null;
   const dir = await mkdtemp(join(tmpdir(), 'plat-bench-go-'));
   await writeFile(
@@ -191,7 +191,7 @@ async function runProxy(
 
 /** bench/native-proxy, built with cargo (its crates fetched once; the build is kept in ~/.cache/plat). */
 async function startNativeProxy(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
-  const cargo = Bun.which('cargo') ?? (Bun.which(`${process.env.HOME}/.cargo/bin/cargo`) ? `${process.env.HOME}/.cargo/bin/cargo` : null);
+  const cargo = Bun.which('cargo') ?? Bun.which(`${process.env.HOME}/.cargo/bin/cargo`);
   if (!cargo) return null;
   const targetDir = join(process.env.HOME || '/root', '.cache', 'plat', 'bench-native-proxy');
   const build = Bun.spawn([cargo, 'build', '--release', '--quiet', '--target-dir', targetDir], {

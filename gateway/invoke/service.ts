@@ -350,15 +350,8 @@ export class InvokeService {
         waiter,
         signal,
         atMax
-          ? {
-              ms: pool.timeoutMs,
-              error: () =>
-                new PlatError(
-                  'UPSTREAM_TIMEOUT',
-                  `function ${pool.name} had no free instance within its timeout of ${pool.timeoutMs / 1000} s`,
-                ),
-            }
-          : { ms: Math.max(0, deadline - Date.now()), error: () => this.noInstanceYet(pool.name) },
+          ? { ms: pool.timeoutMs, error: () => noFreeInstance(pool.name, pool.timeoutMs) }
+          : { ms: Math.max(0, deadline - Date.now()), error: () => noInstanceYet(pool.name, this.settings.coldStartWaitMs) },
         pool.name,
       );
       if (wake instanceof Error) throw wake;
@@ -434,14 +427,6 @@ export class InvokeService {
     } finally {
       ready.cancel();
     }
-  }
-
-  /** A request that waited PLAT_COLD_START_WAIT for an instance: the start goes on, and a later request may find it. */
-  private noInstanceYet(name: string): PlatError {
-    return new PlatError(
-      'COLD_START_FAILED',
-      `function ${name} has no instance yet after ${this.settings.coldStartWaitMs / 1000} s: its start is still under way, or no worker runs it (is the worker running? npm start starts one); try again shortly`,
-    );
   }
 
   /** The instance of a cold start, when the worker on this host tells of it (`instance-ready`). */
@@ -726,6 +711,19 @@ export class InvokeService {
  * A waiting request's wake-up, or its end: the client went away (499), or it waited in a full
  * pool's queue longer than the function's timeout (504).
  */
+/** A request that waited its function's timeout in the queue of a pool at its max. */
+function noFreeInstance(name: string, timeoutMs: number): PlatError {
+  return new PlatError('UPSTREAM_TIMEOUT', `function ${name} had no free instance within its timeout of ${timeoutMs / 1000} s`);
+}
+
+/** A request that waited PLAT_COLD_START_WAIT for an instance: the start goes on, and a later request may find it. */
+function noInstanceYet(name: string, waitMs: number): PlatError {
+  return new PlatError(
+    'COLD_START_FAILED',
+    `function ${name} has no instance yet after ${waitMs / 1000} s: its start is still under way, or no worker runs it (is the worker running? npm start starts one); try again shortly`,
+  );
+}
+
 function waitFor(
   waiter: { promise: Promise<Wake>; cancel: () => void },
   signal: AbortSignal,
