@@ -11,6 +11,9 @@
  *   - a reverse proxy on Rust's tokio and hyper that only forwards, on one thread
  *     (bench/native-proxy, built by the bench with cargo when it is installed): the floor of a
  *     native data plane, for deciding whether one would reach nginx here,
+ *   - a proxy on Bun's own TCP sockets on both sides, with the gateway's header work per request
+ *     and nothing else (bench/bun-socket-proxy.ts): the floor of the hop on Bun once neither side
+ *     makes a Request or a Response,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
  *   - two more gateways of this checkout that the bench starts alike, one with metrics and invocation
  *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run;
@@ -42,6 +45,7 @@ const seconds = Number(option('--seconds', '3'));
 const connections = option('--connections', '1,10').split(',').map(Number);
 const name = 'bench-hop';
 const NATIVE = 'Rust hyper, forward only';
+const SOCKETS = 'Bun sockets, header work only';
 const api = new Api({ apiUrl, token });
 
 interface Sample {
@@ -80,10 +84,10 @@ async function freePort(): Promise<number> {
 }
 
 /** Polls `url` until it answers 200; fails when `proc` exits first or `ms` pass. */
-async function answering(url: string, proc: { exitCode: number | null }, ms: number, what: string): Promise<void> {
+async function answering(url: string, proc: { exitCode: number | null }, ms: number, what: string, headers?: HeadersInit): Promise<void> {
   const deadline = Date.now() + ms;
   while (
-    !(await fetch(url).then(
+    !(await fetch(url, { headers }).then(
       (r) => r.ok,
       () => false,
     ))
@@ -174,11 +178,13 @@ async function runProxy(
   command: (port: number) => string[],
   what: string,
   cleanup?: () => Promise<void>,
+  probe: { path: string; headers?: HeadersInit } = { path: '' },
 ): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
-  const proc = Bun.spawn(command(port), { stdout: 'ignore', stderr: 'ignore' });
+  // The token for the Bun socket proxy, which checks it as the gateway does.
+  const proc = Bun.spawn(command(port), { stdout: 'ignore', stderr: 'ignore', env: { ...process.env, AUTH_TOKEN: token } });
   const url = `http://127.0.0.1:${port}/`;
-  await answering(url, proc, 5000, what);
+  await answering(url + probe.path, proc, 5000, what, probe.headers);
   return {
     url,
     stop: async () => {
@@ -247,6 +253,19 @@ async function startGateway(metrics: boolean): Promise<{ url: string; stop: () =
 const nginx = await startNginx(direct);
 const goProxy = await startGoProxy(direct);
 const nativeProxy = await startNativeProxy(direct);
+const auth = [`Authorization: Bearer ${token}`];
+const socketProxy = await runProxy(
+  (port) => [
+    process.execPath,
+    join(import.meta.dir, 'bun-socket-proxy.ts'),
+    String(port),
+    new URL(direct).host,
+    state.instances[0]?.instanceId ?? '',
+  ],
+  'the Bun socket proxy',
+  undefined,
+  { path: `function/${name}`, headers: { authorization: `Bearer ${token}` } },
+);
 const withMetrics = await startGateway(true);
 const withoutMetrics = await startGateway(false);
 const targets: { label: string; url: string; headers: string[] }[] = [
@@ -254,9 +273,10 @@ const targets: { label: string; url: string; headers: string[] }[] = [
   ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
   ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [] }] : []),
   ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [] }] : []),
-  { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
-  { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
-  { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${token}`] },
+  { label: SOCKETS, url: `${socketProxy.url}function/${name}`, headers: auth },
+  { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: auth },
+  { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth },
+  { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth },
   { label: 'metrics off, invoke key', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${invokeKey.key}`] },
 ];
 
@@ -287,17 +307,19 @@ try {
     if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
     if (nativeProxy && nginx)
       console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    if (nginx) console.log(`  Bun sockets floor / nginx: ${(rpsOf(SOCKETS) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
     const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));
     const direct50 = p50('straight to the container');
     const added = (label: string) => `${Math.round(p50(label) - direct50)} µs`;
     console.log(
-      `  p50 added over the container: gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}`,
+      `  p50 added over the container: gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}, Bun sockets ${added(SOCKETS)}`,
     );
   }
 } finally {
   await nginx?.stop();
   await goProxy?.stop();
   await nativeProxy?.stop();
+  await socketProxy.stop();
   await withMetrics.stop();
   await withoutMetrics.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });
