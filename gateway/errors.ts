@@ -68,10 +68,14 @@ function unexpected(error: unknown, requestId: string, set: Answer): ErrorBody {
 
 /** The same answers as `errorHandling`, for the routes Bun serves before Elysia (the invoke path). */
 export function errorResponse(error: unknown, request: Request): Response {
-  const requestId = takeRequestIdHeader(request.headers);
+  const { status, headers, body } = errorAnswer(error, takeRequestIdHeader(request.headers));
+  return new Response(body, { status, headers });
+}
+
+/** The same answer's parts (status, headers with the request's id, the JSON body), for the invoke front (invoke/front.ts). */
+export function errorAnswer(error: unknown, requestId: string): { status: number; headers: Record<string, string>; body: string } {
   const set: Answer = { headers: { [REQUEST_ID_HEADER]: requestId } };
   const answer = error instanceof PlatError ? platformError(error, requestId, set) : unexpected(error, requestId, set);
-  const headers = new Headers(set.headers as Record<string, string>);
-  headers.set('content-type', 'application/json');
-  return new Response(JSON.stringify(answer), { status: Number(set.status), headers });
+  const headers = { ...(set.headers as Record<string, string>), 'content-type': 'application/json' };
+  return { status: Number(set.status), headers, body: JSON.stringify(answer) };
 }

@@ -1,6 +1,7 @@
 import { RegistryApi } from '../lib/registry-api';
 import { LIMITS, loadSettings } from '../lib/settings';
 import { createApp } from './app';
+import { InvokeFront } from './invoke/front';
 import { followEvents } from './invoke/worker-link';
 import { connectTemporal } from './temporal';
 
@@ -28,13 +29,26 @@ const events = new AbortController();
 void followEvents(settings.eventsSocket, onEvent, events.signal);
 
 const tls = settings.tls ? { cert: Bun.file(settings.tls.certFile), key: Bun.file(settings.tls.keyFile) } : undefined;
+// The invoke front takes the gateway's port and passes what it does not serve to Bun's server on
+// loopback (invoke/front.ts); with TLS, or PLAT_INVOKE_FRONT=off, Bun's server takes the port itself.
+const front = settings.invokeFront && !tls ? new InvokeFront(invoke) : undefined;
 // Bun's own cap is twice the gateway's: up to it, a body too large by its Content-Length gets the JSON error shape (app.ts).
-app.listen({ port: settings.port, hostname: settings.host, idleTimeout: 255, maxRequestBodySize: 2 * LIMITS.requestBodyBytes, tls });
+app.listen({
+  port: front ? 0 : settings.port,
+  hostname: front ? '127.0.0.1' : settings.host,
+  idleTimeout: 255,
+  maxRequestBodySize: 2 * LIMITS.requestBodyBytes,
+  tls,
+});
 const scheme = tls ? 'https' : 'http';
-console.log(`gateway listening on ${scheme}://${app.server?.hostname}:${app.server?.port} (task queue "${settings.taskQueue}")`);
+const address = front
+  ? front.listen(settings.host, settings.port, { hostname: '127.0.0.1', port: app.server?.port ?? 0 })
+  : { hostname: app.server?.hostname, port: app.server?.port };
+console.log(`gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}")`);
 
 const shutdown = async () => {
   events.abort();
+  front?.stop();
   invoke.stop();
   await app.stop();
   await connection.close();

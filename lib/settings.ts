@@ -106,6 +106,12 @@ export interface Settings {
   callbackAllowLocal: boolean;
   /** The gateway's per-request metrics and invocation records (PLAT_METRICS=off turns them off, to measure their cost). */
   metrics: boolean;
+  /**
+   * Whether the gateway's port is served by the invoke front (gateway/invoke/front.ts: plain HTTP/1.1
+   * on Bun's sockets for /function/*, the rest passed to the API server on loopback); PLAT_INVOKE_FRONT=off
+   * serves everything from Bun's HTTP server, as with TLS, where the front is not used.
+   */
+  invokeFront: boolean;
   /** Where the worker serves the Temporal SDK's Prometheus metrics (PLAT_WORKER_METRICS, host:port; "off" for none). */
   workerMetrics?: string;
   /** The gateway serves HTTPS itself with these (TLS_CERT_FILE and TLS_KEY_FILE, PEM; both or neither). */
@@ -130,6 +136,12 @@ function durationSetting(value: string | undefined, fallback: number, what: stri
   const ms = parseDuration(value);
   if (ms === undefined || ms <= 0) throw new Error(`${what} must be a duration such as 24h or 7d, not "${value}"`);
   return ms;
+}
+
+function onOff(value: string | undefined, fallback: boolean, what: string): boolean {
+  if (value === undefined || value === '') return fallback;
+  if (value === 'on' || value === 'off') return value === 'on';
+  throw new Error(`${what} must be on or off, not "${value}"`);
 }
 
 function positive(value: string | undefined, fallback: number, what: string): number {
@@ -173,6 +185,7 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     coldStartWaitMs: durationSetting(env.PLAT_COLD_START_WAIT, 60_000, 'PLAT_COLD_START_WAIT'),
     callbackAllowLocal: env.PLAT_CALLBACK_ALLOW_LOCAL === 'true',
     metrics: env.PLAT_METRICS !== 'off',
+    invokeFront: onOff(env.PLAT_INVOKE_FRONT, true, 'PLAT_INVOKE_FRONT'),
     workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',
     tls: tlsFiles(env.TLS_CERT_FILE, env.TLS_KEY_FILE),
     jwt: jwtSettings(env),

@@ -2,6 +2,7 @@ import type { BunRequest, Server } from 'bun';
 import { Elysia } from 'elysia';
 import { bearerToken, type TokenCheck } from '../auth';
 import { errorResponse } from '../errors';
+import { clientAddress } from '../invoke/front';
 import { ADMIN_ERRORS, errors, NameParam } from '../model';
 import * as model from './model';
 import type { CallsService } from './service';
@@ -13,7 +14,9 @@ import type { CallsService } from './service';
  */
 export function asyncRoutes(service: CallsService) {
   const handler = (request: BunRequest, server: Server<unknown>): Promise<Response> =>
-    service.accept(request.params.name ?? '', request, server.requestIP(request)?.address).catch((error) => errorResponse(error, request));
+    service
+      .accept(request.params.name ?? '', request, clientAddress(server.requestIP(request)))
+      .catch((error) => errorResponse(error, request));
   return { '/async-function/:name': handler, '/async-function/:name/*': handler };
 }
 

@@ -47,8 +47,13 @@ const PASSED_PLATFORM_HEADERS = new Set(['x-plat-attempt', 'x-plat-call-id']);
 /**
  * Reads a request's headers once, for everything the invoke path needs of them (each look-up or
  * change of a Headers object crosses into native code; one pass costs less than the dozen it replaces).
+ * Names in lower case: a Request's Headers, or the pairs the invoke front read (front.ts).
  */
-export function readRequestHeaders(headers: Headers, clientIp: string | undefined, proto: 'http' | 'https'): RequestHeads {
+export function readRequestHeaders(
+  headers: Iterable<[string, string]>,
+  clientIp: string | undefined,
+  proto: 'http' | 'https',
+): RequestHeads {
   let lines = '';
   let bytes = 0;
   let host: string | undefined;

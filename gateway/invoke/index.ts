@@ -1,5 +1,6 @@
 import type { BunRequest, Server } from 'bun';
 import { errorResponse } from '../errors';
+import { clientAddress } from './front';
 import type { InvokeService } from './service';
 
 // Documented in the OpenAPI document by hand (./model.ts): `/function/{name}` and `/function/{name}/{path}`.
@@ -16,7 +17,7 @@ export function invokeRoutes(service: InvokeService) {
       // Bun's router has decoded the segment (`%40` is `@`); who may call is checked by the service
       // (the admin token, a public function, or one of its keys).
       return service
-        .invoke(request.params.name ?? '', request, server.requestIP(request)?.address)
+        .invoke(request.params.name ?? '', request, clientAddress(server.requestIP(request)))
         .catch((error) => errorResponse(error, request));
     } catch (error) {
       return errorResponse(error, request);

@@ -17,7 +17,7 @@ import { acceptsConnections } from './liveness';
 import { REQUEST_ID_HEADER } from './request-id';
 import { checkSizesOf } from '../limits';
 import { Pool, type Route, type Wake } from './pool';
-import { type UpstreamCall, type UpstreamError, Upstreams } from './upstream';
+import { type Answer, answerHeader, toResponse, type UpstreamCall, type UpstreamError, Upstreams } from './upstream';
 import { UsageReports } from './usage';
 import { resumeContainer } from './worker-link';
 
@@ -44,14 +44,29 @@ interface Trace {
   /** The path and query the function sees. */
   path?: string;
   start?: StartKind;
-  response?: Response;
+  answer?: Answer;
+}
+
+/**
+ * One invocation as the invoke path needs it, whoever took it in: Bun's server (a Request, see
+ * `invoke`) or the invoke front (front.ts), which parses the client's bytes itself.
+ */
+export interface Incoming {
+  method: string;
+  /** The path and query the function sees (`functionPath`). */
+  path: string;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+  /** The body as it will be sent, read once who may call has been checked (`bodyToSend`). */
+  body: () => Uint8Array | ReadableStream<Uint8Array> | null | Promise<Uint8Array | ReadableStream<Uint8Array> | null>;
 }
 
 /** One request on its way to a container, until its answer's head is in: what the ticker watches. */
 interface Exchange {
   call: UpstreamCall;
   route: Route;
-  request: Request;
+  /** Its client's: aborted when the client goes away. */
+  signal: AbortSignal;
   /** Wall-clock time it was sent, to compare with when its container died. */
   startedAt: number;
   /** `performance.now()` past which its timeout has passed, and its container is probed next. */
@@ -484,19 +499,38 @@ export class InvokeService {
    * read), and either it never reached the function or its method is idempotent. Otherwise 502.
    */
   async invoke(target: string, request: Request, clientIp?: string): Promise<Response> {
-    const started = performance.now();
     const heads = readRequestHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
-    const requestId = heads.requestId;
-    const trace: Trace = {};
-    let status = 500;
+    const incoming: Incoming = {
+      method: request.method,
+      path: functionPath(request.url),
+      signal: request.signal,
+      body: () => bodyToSend(request, heads.contentLength),
+    };
     try {
-      const response = await this.exchange(target, request, heads, trace);
-      response.headers.set(REQUEST_ID_HEADER, requestId);
-      status = response.status;
+      const response = toResponse(await this.serve(target, incoming, heads));
+      response.headers.set(REQUEST_ID_HEADER, heads.requestId);
       return response;
     } catch (error) {
       // The error's answer carries the request's id too (errors.ts reads it from the request).
-      request.headers.set(REQUEST_ID_HEADER, requestId);
+      request.headers.set(REQUEST_ID_HEADER, heads.requestId);
+      throw error;
+    }
+  }
+
+  /**
+   * One invocation, from who may call to the function's answer (see `invoke`), counted and recorded;
+   * its errors are PlatErrors for the caller to answer with (errors.ts). The answer's headers do not
+   * include the request id (`heads.requestId`), which the caller adds.
+   */
+  async serve(target: string, incoming: Incoming, heads: RequestHeads): Promise<Answer> {
+    const started = performance.now();
+    const trace: Trace = {};
+    let status = 500;
+    try {
+      const answer = await this.exchange(target, incoming, heads, trace);
+      status = answer.status;
+      return answer;
+    } catch (error) {
       if (error instanceof PlatError) {
         status = error.status;
         if (error.code === 'UPSTREAM_TIMEOUT' && trace.route) {
@@ -505,29 +539,33 @@ export class InvokeService {
             platformRecord(`request timed out: no answer within ${trace.route.timeoutMs / 1000} s (raise "timeout" in function.json)`, {
               containerId: trace.route.containerId,
               version: trace.route.version,
-              requestId,
+              requestId: heads.requestId,
             }),
           );
         }
       }
       throw error;
     } finally {
-      if (this.metrics) this.record(target, request, heads, status, started, trace);
+      if (this.metrics) this.record(target, incoming, heads, status, started, trace);
     }
   }
 
   /** Counts the invocation and writes its record. */
-  private record(target: string, request: Request, heads: RequestHeads, status: number, started: number, trace: Trace): void {
+  private record(target: string, incoming: Incoming, heads: RequestHeads, status: number, started: number, trace: Trace): void {
     const route = trace.route;
-    const path = trace.path ?? functionPath(request.url);
+    const path = incoming.path;
     const query = path.indexOf('?');
-    const bytesOut = Number(trace.response?.headers.get('content-length') ?? Number.NaN);
+    const answer = trace.answer;
+    const bytesOut =
+      answer?.body instanceof Uint8Array
+        ? answer.body.byteLength
+        : Number(answer ? (answerHeader(answer, 'content-length') ?? Number.NaN) : Number.NaN);
     this.metrics?.invocation({
       time: new Date().toISOString(),
       function: route?.name ?? target.split('@', 1)[0] ?? target,
       version: route?.version,
       instance: route?.containerId.slice(0, 12),
-      method: request.method,
+      method: incoming.method,
       path: query < 0 ? path : path.slice(0, query),
       status,
       durationMs: Math.round((performance.now() - started) * 1000) / 1000,
@@ -538,16 +576,15 @@ export class InvokeService {
     });
   }
 
-  private async exchange(target: string, request: Request, heads: RequestHeads, trace: Trace): Promise<Response> {
+  private async exchange(target: string, incoming: Incoming, heads: RequestHeads, trace: Trace): Promise<Answer> {
     checkSizesOf(heads.contentLength, heads.bytes);
     const authorizing = this.authorize?.(target, heads.token);
     if (authorizing !== undefined) await authorizing;
     if (heads.platformLines && heads.token !== undefined && this.trusted?.(heads.token)) heads.lines += heads.platformLines;
-    const pathAndQuery = functionPath(request.url);
-    trace.path = pathAndQuery;
-    const body = await bodyToSend(request, heads.contentLength);
+    const body = await incoming.body();
     trace.start = 'warm';
-    let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, request.signal));
+    const signal = incoming.signal;
+    let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, signal));
     const name = route.name;
     for (let attempt = 0; ; attempt++) {
       let failure: string;
@@ -558,38 +595,38 @@ export class InvokeService {
         const resumed = this.paused.has(route.containerId) ? this.resume(route.containerId, route.name) : undefined;
         if (resumed && trace.start === 'warm') trace.start = 'resumed';
         trace.route = route;
-        let response: Response;
+        let answer: Answer;
         try {
-          response = await this.forward(route, request, body, heads.lines, pathAndQuery, resumed);
+          answer = await this.forward(route, incoming, body, heads.lines, resumed);
         } finally {
           // The place is taken until the answer's headers arrive; a streamed body does not hold it.
           this.release(route);
         }
-        if (!isRefusal(response)) {
+        if (!isRefusal(answer)) {
           this.usage.record(route.name, route.containerId);
-          trace.response = response;
-          return response;
+          trace.answer = answer;
+          return answer;
         }
-        await response.body?.cancel();
+        if (answer.body instanceof ReadableStream) await answer.body.cancel();
         failure = 'another instance answers at its address';
         reached = false;
       } catch (error) {
         // The function's own slowness, or a client that went away, says nothing about the instance.
         if (error instanceof PlatError) throw error;
-        if (request.signal.aborted) throw new PlatError('CLIENT_CLOSED_REQUEST', `the client went away before ${name} answered`);
+        if (signal.aborted) throw new PlatError('CLIENT_CLOSED_REQUEST', `the client went away before ${name} answered`);
         failure = (error as Error).message;
         reached = !(error instanceof ExchangeFailed) || error.reached;
       }
       this.forget(route.containerId);
       this.reportGone(route);
-      const again = attempt === 0 && !(body instanceof ReadableStream) && (!reached || IDEMPOTENT.has(request.method));
+      const again = attempt === 0 && !(body instanceof ReadableStream) && (!reached || IDEMPOTENT.has(incoming.method));
       if (!again) {
         throw new PlatError(
           'UPSTREAM_UNAVAILABLE',
           `function ${name} did not answer (${failure}); its instance is being replaced, try again`,
         );
       }
-      route = await this.place(target, trace, request.signal);
+      route = await this.place(target, trace, signal);
     }
   }
 
@@ -617,19 +654,18 @@ export class InvokeService {
    */
   private async forward(
     route: Route,
-    request: Request,
+    incoming: Incoming,
     body: Uint8Array | ReadableStream | null,
     headerLines: string,
-    pathAndQuery: string,
     resumed?: Promise<void>,
-  ): Promise<Response> {
+  ): Promise<Answer> {
     const head = `${headerLines}${INSTANCE_HEADER}: ${route.instanceId}\r\n`;
-    const call = this.upstreams.request(route.url, { method: request.method, target: pathAndQuery, head, body });
+    const call = this.upstreams.request(route.url, { method: incoming.method, target: incoming.path, head, body });
     const now = performance.now();
     const exchange: Exchange = {
       call,
       route,
-      request,
+      signal: incoming.signal,
       startedAt: Date.now(),
       deadline: now + route.timeoutMs,
       nextProbe: now + LIVENESS_MS,
@@ -681,7 +717,7 @@ export class InvokeService {
         }
         if (!exchange.watching) {
           exchange.watching = true;
-          const signal = exchange.request.signal;
+          const signal = exchange.signal;
           if (signal.aborted) {
             end(exchange, CLIENT_GONE);
             continue;
@@ -749,8 +785,8 @@ function waitFor(
 }
 
 /** The runtime's answer to a request meant for another instance (see lib/names.ts). */
-function isRefusal(response: Response): boolean {
-  return response.status === 421 && response.headers.get(REFUSED_HEADER) === 'instance';
+function isRefusal(answer: Answer): boolean {
+  return answer.status === 421 && answerHeader(answer, REFUSED_HEADER) === 'instance';
 }
 
 /** The body as it will be sent: read into memory when small enough to send twice, else the stream itself. */

@@ -1,4 +1,5 @@
 import type { Socket, SocketHandler } from 'bun';
+import { Outbox } from './outbox';
 
 /**
  * The invoke proxy's HTTP/1.1 client: a pool of kept-alive TCP connections per container, on Bun's
@@ -7,7 +8,7 @@ import type { Socket, SocketHandler } from 'bun';
  * itself does (`proxy_http_version 1.1` with upstream keepalive).
  *
  * - A request goes out in one write when its body is at hand, chunked when it streams in.
- * - An answer whose body is already here (most are) becomes a Response over its bytes, and its
+ * - An answer whose body is already here (most are) becomes an Answer over its bytes, and its
  *   connection goes back to the pool at once; a longer one streams through, with back-pressure
  *   (the socket stops reading while the client does), and its connection is kept once it ended.
  * - Nothing here keeps time: the caller aborts a call (its timeout, a client gone, a container
@@ -52,9 +53,37 @@ export interface OutgoingRequest {
   body: Uint8Array | ReadableStream<Uint8Array> | null;
 }
 
+/**
+ * A function's answer as it came: its status, the headers passed on (`passes`) as name/value pairs
+ * (`[name, value, name, value, ...]`, names in lower case), and its body: the bytes when it was
+ * whole on arrival (most are), a stream when it goes on, or none. No Response is made: the invoke
+ * front writes an answer to its client as it is (front.ts), and Bun's routes make one (toResponse).
+ */
+export interface Answer {
+  status: number;
+  statusText: string;
+  headers: string[];
+  body: Buffer<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+}
+
+/** The answer as a Response, for Bun's own server. */
+export function toResponse(answer: Answer): Response {
+  const headers = new Headers();
+  const pairs = answer.headers;
+  for (let i = 0; i < pairs.length; i += 2) headers.append(pairs[i] as string, pairs[i + 1] as string);
+  return new Response(answer.body, { status: answer.status, statusText: answer.statusText, headers });
+}
+
+/** The value of an answer's header (the first one of that name), by its lower-case name. */
+export function answerHeader(answer: Answer, name: string): string | undefined {
+  const pairs = answer.headers;
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === name) return pairs[i + 1];
+  return undefined;
+}
+
 /** One request on its way: its answer (status and headers; the body may still stream), and how to end it early. */
 export interface UpstreamCall {
-  response: Promise<Response>;
+  response: Promise<Answer>;
   /** Ends the call with `error` (no-op once the answer's head is in): the connection is closed, never reused. */
   abort(error: Error): void;
 }
@@ -72,14 +101,14 @@ class Call {
   connection?: Connection;
   constructor(
     readonly request: OutgoingRequest,
-    private readonly resolveWith: (response: Response) => void,
+    private readonly resolveWith: (answer: Answer) => void,
     private readonly rejectWith: (error: Error) => void,
   ) {}
 
-  resolve(response: Response): void {
+  resolve(answer: Answer): void {
     if (this.settled) return;
     this.settled = true;
-    this.resolveWith(response);
+    this.resolveWith(answer);
   }
 
   reject(error: Error): void {
@@ -102,7 +131,7 @@ export class Upstreams {
   /** Sends `request` to the container at `url` (`http://host:port`). */
   request(url: string, request: OutgoingRequest): UpstreamCall {
     let call!: Call;
-    const response = new Promise<Response>((resolve, reject) => {
+    const response = new Promise<Answer>((resolve, reject) => {
       call = new Call(request, resolve, reject);
     });
     const origin = this.origin(url);
@@ -239,7 +268,7 @@ class Connection {
   private chunkState: 'size' | 'data' | 'data-end' | 'trailer' = 'size';
   private line = '';
   /** Unsent bytes, and who waits for them to go. */
-  private backlog: Buffer[] = [];
+  private readonly outbox = new Outbox();
   private drained?: () => void;
 
   private constructor(
@@ -305,26 +334,11 @@ class Connection {
 
   /** Writes what the socket takes now and keeps the rest for `drain`; false when some is kept. */
   private write(bytes: Buffer): boolean {
-    if (this.backlog.length > 0) {
-      this.backlog.push(bytes);
-      return false;
-    }
-    const written = this.socket.write(bytes);
-    if (written >= bytes.byteLength) return true;
-    this.backlog.push(bytes.subarray(Math.max(written, 0)));
-    return false;
+    return this.outbox.write(this.socket, bytes);
   }
 
   onDrain(): void {
-    while (this.backlog.length > 0) {
-      const bytes = this.backlog[0] as Buffer;
-      const written = this.socket.write(bytes);
-      if (written < bytes.byteLength) {
-        this.backlog[0] = bytes.subarray(Math.max(written, 0));
-        return;
-      }
-      this.backlog.shift();
-    }
+    if (!this.outbox.flush(this.socket)) return;
     const drained = this.drained;
     this.drained = undefined;
     drained?.();
@@ -363,7 +377,7 @@ class Connection {
       return;
     }
     if (statusLine[7] === '0') this.reusable = false;
-    const headers = new Headers();
+    const headers: string[] = [];
     let length: string | undefined;
     let chunked = false;
     let encoded = false;
@@ -390,7 +404,7 @@ class Connection {
         if (/\bclose\b/i.test(value)) this.reusable = false;
         continue;
       } else if (!this.pool.passes(name, status)) continue;
-      headers.append(name, value);
+      headers.push(name, value);
     }
     const rest = bytes.subarray(end + 4);
     if (status < 200 && status !== 101) {
@@ -410,7 +424,7 @@ class Connection {
     } else this.framing = { kind: 'close' };
     if (encoded && length !== undefined) {
       // Transfer-Encoding overrides a Content-Length, which must not be passed on (RFC 9112 §6.3).
-      headers.delete('content-length');
+      for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i] === 'content-length') headers.splice(i, 2);
       this.reusable = false;
     }
     if (status === 101) this.reusable = false;
@@ -421,13 +435,13 @@ class Connection {
     const framing = this.framing;
     if (framing.kind === 'none') {
       if (rest.byteLength > 0) this.reusable = false;
-      call.resolve(new Response(null, { status, statusText, headers }));
+      call.resolve({ status, statusText, headers, body: null });
       this.answerEnded();
       return;
     }
     if (framing.kind === 'length' && rest.byteLength >= framing.left) {
       if (rest.byteLength > framing.left) this.reusable = false;
-      call.resolve(new Response(Buffer.from(rest.subarray(0, framing.left)), { status, statusText, headers }));
+      call.resolve({ status, statusText, headers, body: Buffer.from(rest.subarray(0, framing.left)) });
       this.answerEnded();
       return;
     }
@@ -441,7 +455,7 @@ class Connection {
         return;
       }
       if (done) {
-        call.resolve(new Response(Buffer.concat(parts), { status, statusText, headers }));
+        call.resolve({ status, statusText, headers, body: Buffer.concat(parts) });
         this.answerEnded();
         return;
       }
@@ -469,7 +483,7 @@ class Connection {
       },
       { highWaterMark: 64 * 1024, size: (chunk) => chunk?.byteLength ?? 0 },
     );
-    call.resolve(new Response(body, { status, statusText, headers }));
+    call.resolve({ status, statusText, headers, body });
   }
 
   private onBody(data: Buffer): void {
@@ -575,7 +589,7 @@ class Connection {
 
   private release(): void {
     this.call = undefined;
-    if (this.reusable && !this.closed && this.backlog.length === 0) this.pool.keep(this);
+    if (this.reusable && !this.closed && this.outbox.empty) this.pool.keep(this);
     else this.destroy();
   }
 

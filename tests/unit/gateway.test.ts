@@ -2,6 +2,7 @@ import { describe, expect, it } from 'bun:test';
 import { Client, Connection } from '@temporalio/client';
 import { RegistryApi } from '../../lib/registry-api';
 import { createTokenCheck } from '../../gateway/auth';
+import { parseHead } from '../../gateway/invoke/front';
 import { createApp } from '../../gateway/app';
 import { isForwardedAnswerHeader, readRequestHeaders } from '../../gateway/invoke/headers';
 import { functionPath } from '../../gateway/invoke/service';
@@ -177,5 +178,57 @@ describe('settings', () => {
     for (const bad of ["x' OR '1'='1", 'with space', 'a'.repeat(201)]) {
       expect(() => loadSettings({ PLAT_TASK_QUEUE: bad })).toThrow('PLAT_TASK_QUEUE may hold letters, digits');
     }
+  });
+
+  it('turns the invoke front on by default, off with PLAT_INVOKE_FRONT=off, and refuses anything else', () => {
+    expect(loadSettings({}).invokeFront).toBe(true);
+    expect(loadSettings({ PLAT_INVOKE_FRONT: 'off' }).invokeFront).toBe(false);
+    expect(() => loadSettings({ PLAT_INVOKE_FRONT: 'no' })).toThrow('PLAT_INVOKE_FRONT must be on or off, not "no"');
+  });
+});
+
+describe("the invoke front's reading of a head", () => {
+  const head = (requestLine: string, ...lines: string[]) => [requestLine, ...lines].join('\r\n');
+
+  it('reads a plain request to a function: the name decoded as Bun does, the path the function sees, the headers in lower case', () => {
+    expect(parseHead(head('POST /function/fn%40v1/a/b?q=1 HTTP/1.1', 'Host: x', 'Content-Length: 3', 'X-Thing:  spaced  '))).toEqual({
+      method: 'POST',
+      name: 'fn@v1',
+      path: '/a/b?q=1',
+      headers: [
+        ['host', 'x'],
+        ['content-length', '3'],
+        ['x-thing', 'spaced'],
+      ],
+      contentLength: 3,
+    });
+    expect(parseHead(head('GET /function/fn?q=1 HTTP/1.1'))?.path).toBe('/?q=1');
+    expect(parseHead(head('GET /function/fn HTTP/1.1', 'connection: Keep-Alive'))?.path).toBe('/');
+  });
+
+  it("leaves to Bun's server whatever is not plainly a keep-alive HTTP/1.1 request to a function", () => {
+    const refused = [
+      head('GET /function/fn HTTP/1.0'),
+      head('GET /healthz HTTP/1.1'),
+      head('GET /function/ HTTP/1.1'),
+      head('GET /function/fn/../secrets HTTP/1.1'),
+      head('GET /function/fn/%2e%2e/x HTTP/1.1'),
+      head('GET /function/%E0%A4%A HTTP/1.1'),
+      head('GET http://host/function/fn HTTP/1.1'),
+      head('TRACE /function/fn HTTP/1.1'),
+      head('GET  /function/fn HTTP/1.1'),
+      head('POST /function/fn HTTP/1.1', 'transfer-encoding: chunked'),
+      head('POST /function/fn HTTP/1.1', 'content-length: 1', 'content-length: 1'),
+      head('POST /function/fn HTTP/1.1', 'content-length: -1'),
+      head('POST /function/fn HTTP/1.1', `content-length: ${2 * 1024 * 1024}`),
+      head('POST /function/fn HTTP/1.1', 'expect: 100-continue'),
+      head('GET /function/fn HTTP/1.1', 'upgrade: websocket'),
+      head('GET /function/fn HTTP/1.1', 'connection: close'),
+      head('GET /function/fn HTTP/1.1', 'bad header line'),
+      head('GET /function/fn HTTP/1.1', 'bad name: x'),
+      head('GET /function/fn HTTP/1.1', ' folded: x'),
+      head('GET /function/fn HTTP/1.1', 'x-a: one\ntwo'),
+    ];
+    for (const text of refused) expect([text, parseHead(text)]).toEqual([text, undefined]);
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'bun:test';
 import type { Socket } from 'bun';
-import { UpstreamError, Upstreams } from '../../gateway/invoke/upstream';
+import { toResponse, UpstreamError, Upstreams } from '../../gateway/invoke/upstream';
 
 // The invoke proxy's HTTP/1.1 client against servers that write their answers byte for byte, so
 // every framing a function's server may use (and some it should not) is tried, with the connections
@@ -56,8 +56,9 @@ function raw(answer: (request: string, socket: Socket<{ buffer: string }>) => st
 const upstreams = new Upstreams((name) => !name.startsWith('x-plat-'));
 afterAll(() => upstreams.close());
 
+/** The call's answer as a Response (what Bun's routes make of it), to read it with the usual methods. */
 const get = (url: string, target = '/', method = 'GET') =>
-  upstreams.request(url, { method, target, head: 'x-test: 1\r\n', body: null }).response;
+  upstreams.request(url, { method, target, head: 'x-test: 1\r\n', body: null }).response.then(toResponse);
 
 describe('the upstream client', () => {
   it('reads a Content-Length answer, and sends the next request on the same connection', async () => {

@@ -1,0 +1,245 @@
+import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
+import { connect, type Socket } from 'node:net';
+import { deployFolder, functionFolder } from '../support/functions';
+import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+import { waitFor } from '../support/wait';
+import type { FunctionState } from '../../lib/types';
+
+// The invoke front (gateway/invoke/front.ts) as a client sees it on the wire: requests written by
+// hand on one connection, some it serves itself and some it passes to Bun's server.
+
+setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
+
+const ECHO = `export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    return Response.json({
+      method: request.method,
+      path: url.pathname + url.search,
+      body: await request.text(),
+      forwardedFor: request.headers.get('x-forwarded-for'),
+      requestId: request.headers.get('x-request-id'),
+      authorization: request.headers.get('authorization'),
+    });
+  },
+};
+`;
+
+interface Exchange {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** The answers in `bytes`, in order, as far as they are complete (Content-Length or chunked framing). */
+function answers(bytes: Buffer, heads: string[] = []): Exchange[] {
+  const found: Exchange[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const end = bytes.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const [statusLine, ...lines] = bytes.toString('latin1', at, end).split('\r\n');
+    const headers = Object.fromEntries(
+      lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
+    );
+    let bodyStart = end + 4;
+    let body = '';
+    if (headers['transfer-encoding'] === 'chunked') {
+      for (;;) {
+        const lineEnd = bytes.indexOf('\r\n', bodyStart);
+        if (lineEnd < 0) return found;
+        const size = Number.parseInt(bytes.toString('latin1', bodyStart, lineEnd), 16);
+        if (bytes.length < lineEnd + 2 + size + 2) return found;
+        body += bytes.toString('utf8', lineEnd + 2, lineEnd + 2 + size);
+        bodyStart = lineEnd + 2 + size + 2;
+        if (size === 0) break;
+      }
+    } else if (heads.shift() !== 'HEAD') {
+      const length = Number(headers['content-length'] ?? 0);
+      if (bytes.length < bodyStart + length) return found;
+      body = bytes.toString('utf8', bodyStart, bodyStart + length);
+      bodyStart += length;
+    }
+    found.push({ status: Number(statusLine?.split(' ')[1]), headers, body });
+    at = bodyStart;
+  }
+  return found;
+}
+
+/** A raw connection to the gateway, from `localAddress`; `exchange` writes bytes and reads until `count` answers are in. */
+async function rawConnection(url: string, localAddress?: string) {
+  const { hostname, port } = new URL(url);
+  const socket: Socket = connect({ host: hostname, port: Number(port), localAddress });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let received = Buffer.alloc(0);
+  let closed = false;
+  socket.on('data', (data: Buffer) => {
+    received = Buffer.concat([received, data]);
+  });
+  socket.on('close', () => {
+    closed = true;
+  });
+  const methods: string[] = [];
+  return {
+    async exchange(bytes: string, count: number, sent: string[]): Promise<Exchange[]> {
+      const before = answers(received, [...methods]).length;
+      methods.push(...sent);
+      socket.write(bytes);
+      let got: Exchange[] = [];
+      await waitFor(`${count} answer(s) on the connection`, 30_000, async () => {
+        got = answers(received, [...methods]);
+        if (closed && got.length < before + count) throw new Error(`the gateway closed the connection: ${received.toString()}`);
+        return got.length >= before + count;
+      });
+      return got.slice(before);
+    },
+    send: (bytes: string) => socket.write(bytes),
+    close: () => socket.destroy(),
+  };
+}
+
+let s: TestStack;
+let name: string;
+beforeAll(async () => {
+  s = await stack();
+  name = s.name('front');
+  await deployFolder(s, await functionFolder(name, { 'index.ts': ECHO }));
+}, INTEGRATION_TIMEOUT_MS);
+
+afterAll(async () => {
+  await s.api.request(`/functions/${name}`, { method: 'DELETE' });
+});
+
+describe('the invoke front', () => {
+  it('answers requests sent ahead on one connection in order, each with its own request id, and drops the token', async () => {
+    const connection = await rawConnection(s.apiUrl);
+    try {
+      const request = (path: string, id: string, body = '') =>
+        `POST /function/${name}${path} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\nx-request-id: ${id}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      const [first, second, third] = await connection.exchange(
+        request('/one?a=1', 'front-1', 'first body') + request('/two', 'front-2') + request('', 'front-3', 'ü'),
+        3,
+        ['POST', 'POST', 'POST'],
+      );
+      expect(first?.status).toBe(200);
+      expect(first?.headers['x-request-id']).toBe('front-1');
+      expect(JSON.parse(first?.body ?? '')).toMatchObject({
+        method: 'POST',
+        path: '/one?a=1',
+        body: 'first body',
+        requestId: 'front-1',
+        authorization: null,
+      });
+      expect(second?.headers['x-request-id']).toBe('front-2');
+      expect(JSON.parse(second?.body ?? '')).toMatchObject({ path: '/two', body: '', requestId: 'front-2' });
+      expect(JSON.parse(third?.body ?? '')).toMatchObject({ path: '/', body: 'ü', requestId: 'front-3' });
+    } finally {
+      connection.close();
+    }
+  });
+
+  it('answers HEAD with the head alone, with the length of the body GET gets', async () => {
+    const connection = await rawConnection(s.apiUrl);
+    try {
+      const request = (method: string) =>
+        `${method} /function/${name}/same HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\nx-request-id: same\r\n\r\n`;
+      const [head, get] = await connection.exchange(request('HEAD') + request('GET'), 2, ['HEAD', 'GET']);
+      expect(head?.status).toBe(200);
+      expect(head?.body).toBe('');
+      expect(get?.status).toBe(200);
+      expect(JSON.parse(get?.body ?? '')).toMatchObject({ method: 'GET', path: '/same' });
+      // The echo names the method it got: HEAD's body would say "HEAD" where GET's says "GET".
+      expect(head?.headers['content-length']).toBe(String(Buffer.byteLength((get?.body ?? '').replace('"GET"', '"HEAD"'))));
+    } finally {
+      connection.close();
+    }
+  });
+
+  it("answers its own errors in the platform's shape, and the connection goes on", async () => {
+    const connection = await rawConnection(s.apiUrl);
+    try {
+      const [unauthorized, missing, fine] = await connection.exchange(
+        `GET /function/${name} HTTP/1.1\r\nhost: gateway\r\n\r\n` +
+          `GET /function/${s.name('front-none')} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n` +
+          `GET /function/${name} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`,
+        3,
+        ['GET', 'GET', 'GET'],
+      );
+      expect(unauthorized?.status).toBe(401);
+      expect(unauthorized?.headers['x-plat-error']).toBe('UNAUTHORIZED');
+      expect(JSON.parse(unauthorized?.body ?? '').error.code).toBe('UNAUTHORIZED');
+      expect(missing?.status).toBe(404);
+      expect(JSON.parse(missing?.body ?? '').error.code).toBe('FUNCTION_NOT_FOUND');
+      expect(fine?.status).toBe(200);
+    } finally {
+      connection.close();
+    }
+  });
+
+  it("passes what it does not serve itself (a chunked body, the API) to Bun's server with the client's own address", async () => {
+    // From 127.0.0.2: an address that only the client has, to tell it from the front's own (127.0.0.1).
+    const connection = await rawConnection(s.apiUrl, '127.0.0.2');
+    try {
+      const auth = `authorization: Bearer ${s.token}\r\n`;
+      const [served] = await connection.exchange(`GET /function/${name}/x HTTP/1.1\r\nhost: gateway\r\n${auth}\r\n`, 1, ['GET']);
+      expect(JSON.parse(served?.body ?? '').forwardedFor).toBe('127.0.0.2');
+
+      const [chunked] = await connection.exchange(
+        `POST /function/${name}/y HTTP/1.1\r\nhost: gateway\r\n${auth}transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n`,
+        1,
+        ['POST'],
+      );
+      expect(chunked?.status).toBe(200);
+      expect(JSON.parse(chunked?.body ?? '')).toMatchObject({ path: '/y', body: 'hello world', forwardedFor: '127.0.0.2' });
+
+      const [health, after] = await connection.exchange(
+        `GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\nGET /function/${name}/z HTTP/1.1\r\nhost: gateway\r\n${auth}\r\n`,
+        2,
+        ['GET', 'GET'],
+      );
+      expect(health?.status).toBe(200);
+      expect(JSON.parse(health?.body ?? '')).toEqual({ status: 'ok' });
+      expect(JSON.parse(after?.body ?? '')).toMatchObject({ path: '/z', forwardedFor: '127.0.0.2' });
+    } finally {
+      connection.close();
+    }
+  });
+
+  it('ends a request at once when its client goes away (499), without waiting for the function', async () => {
+    const slow = s.name('front-slow');
+    await deployFolder(
+      s,
+      await functionFolder(slow, {
+        'index.ts': 'export default { async fetch() { await Bun.sleep(20_000); return new Response("late"); } };\n',
+      }),
+    );
+    const connection = await rawConnection(s.apiUrl);
+    try {
+      const inFlight = async () =>
+        (await s.api.json<{ function: FunctionState }>(`/functions/${slow}`)).function.instances[0]?.inFlight ?? 0;
+      connection.send(`GET /function/${slow} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`);
+      await waitFor('the request at the function', 60_000, async () => (await inFlight()) === 1);
+      connection.close();
+      // Its function would answer after 20 s: the place is free long before.
+      await waitFor('the request to end', 10_000, async () => (await inFlight()) === 0);
+      const metrics = await (await s.api.request('/metrics')).text();
+      expect(metrics).toMatch(new RegExp(`^plat_function_invocations_total\\{function="${slow}",code="499"\\} 1$`, 'm'));
+    } finally {
+      connection.close();
+      await s.api.request(`/functions/${slow}`, { method: 'DELETE' });
+    }
+  });
+
+  it("leaves a request it cannot read plainly to Bun's server, which refuses it", async () => {
+    const connection = await rawConnection(s.apiUrl);
+    try {
+      const [refused] = await connection.exchange(`GET /function/${name} HTTP/1.1\r\nbad header line\r\n\r\n`, 1, ['GET']);
+      expect(refused?.status).toBe(400);
+    } finally {
+      connection.close();
+    }
+  });
+});
