@@ -15,8 +15,10 @@
  *     and nothing else (bench/bun-socket-proxy.ts): the floor of the hop on Bun once neither side
  *     makes a Request or a Response,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
- *   - two more gateways of this checkout that the bench starts alike, one with metrics and invocation
- *     records on and one with PLAT_METRICS=off, so the cost of metrics is measured in the same run;
+ *   - three more gateways of this checkout that the bench starts alike: one with metrics and
+ *     invocation records on, one with PLAT_METRICS=off, and one with PLAT_INVOKE_FRONT=off (Bun's HTTP
+ *     server takes the port), so the cost of metrics and the gain of the invoke front are measured in
+ *     the same run;
  *   - the metrics-off gateway again with an invoke key of the function instead of the admin token,
  *     so the cost of checking a key (hashed, against the gateway's cache) is measured too.
  *
@@ -230,11 +232,18 @@ const { key: invokeKey } = await api.json<{ key: { key: string } }>(`/functions/
  * A gateway of this checkout on a port of its own, with metrics and invocation records on (written to
  * a file, as under npm start) or off: the two differ in nothing else, so their ratio is the cost of metrics.
  */
-async function startGateway(metrics: boolean): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startGateway(metrics: boolean, front = true): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const logDir = await mkdtemp(join(tmpdir(), 'plat-bench-gateway-'));
   const proc = Bun.spawn([process.execPath, ...GATEWAY_BUN_FLAGS, join(import.meta.dir, '../gateway/main.ts')], {
-    env: { ...process.env, ...GATEWAY_ENV, PORT: String(port), AUTH_TOKEN: token, PLAT_METRICS: metrics ? 'on' : 'off' },
+    env: {
+      ...process.env,
+      ...GATEWAY_ENV,
+      PORT: String(port),
+      AUTH_TOKEN: token,
+      PLAT_METRICS: metrics ? 'on' : 'off',
+      PLAT_INVOKE_FRONT: front ? 'on' : 'off',
+    },
     stdout: Bun.file(join(logDir, 'gateway.log')),
     stderr: 'inherit',
   });
@@ -268,6 +277,7 @@ const socketProxy = await runProxy(
 );
 const withMetrics = await startGateway(true);
 const withoutMetrics = await startGateway(false);
+const withoutFront = await startGateway(true, false);
 const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'straight to the container', url: `${direct}/`, headers: [] },
   ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
@@ -277,6 +287,7 @@ const targets: { label: string; url: string; headers: string[] }[] = [
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: auth },
   { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth },
   { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth },
+  { label: 'gateway, front off', url: `${withoutFront.url}/function/${name}`, headers: auth },
   { label: 'metrics off, invoke key', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${invokeKey.key}`] },
 ];
 
@@ -300,6 +311,9 @@ try {
     const rpsOf = (label: string) => median((samples.get(label) ?? []).map((s) => s.rps));
     const on = rpsOf('gateway, metrics on');
     const off = rpsOf('gateway, metrics off');
+    console.log(
+      `  invoke front on / off: ${(on / rpsOf('gateway, front off')).toFixed(3)} (two gateways alike but for PLAT_INVOKE_FRONT, metrics on)`,
+    );
     console.log(`  metrics on / off: ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
     const keyed = rpsOf('metrics off, invoke key');
     console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same gateway, metrics off)`);
@@ -322,5 +336,6 @@ try {
   await socketProxy.stop();
   await withMetrics.stop();
   await withoutMetrics.stop();
+  await withoutFront.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });
 }

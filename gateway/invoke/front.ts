@@ -140,7 +140,15 @@ export class InvokeFront {
         socket.timeout(IDLE_SECONDS);
         socket.data = new Client(socket, front);
       },
-      data: (socket, data) => socket.data.onData(data as Buffer),
+      data: (socket, data) => {
+        try {
+          socket.data.onData(data as Buffer);
+        } catch (error) {
+          // A bug here must cost one connection, not the gateway.
+          console.error('INTERNAL: the invoke front failed on a connection:', error);
+          socket.data.destroy();
+        }
+      },
       drain: (socket) => socket.data.onDrain(),
       timeout: (socket) => socket.data.onTimeout(),
       end: (socket) => socket.data.onClose(),
@@ -163,7 +171,7 @@ class Client {
   private pending?: Buffer;
   private busy = false;
   private closed = false;
-  /** Aborted when the client goes away while its request is served. */
+  /** Aborted when the client goes away while its request is served (made when first asked for: `signal`). */
   private controller?: AbortController;
   private tunnel?: Tunnel;
   /** Unsent bytes, and who waits for them to go. */
@@ -215,9 +223,18 @@ class Client {
 
   private async serve(parsed: Parsed, body: Buffer | null): Promise<void> {
     const heads = readRequestHeaders(parsed.headers, this.socket.remoteAddress, 'http');
-    const controller = new AbortController();
-    this.controller = controller;
-    const incoming: Incoming = { method: parsed.method, path: parsed.path, signal: controller.signal, body: () => body };
+    const client = this;
+    let controller: AbortController | undefined;
+    const incoming: Incoming = {
+      method: parsed.method,
+      path: parsed.path,
+      body: () => body,
+      // Made only when read: a quick request never needs one.
+      get signal() {
+        controller ??= client.abortable();
+        return controller.signal;
+      },
+    };
     try {
       const answer = await this.front.invoke.serve(parsed.name, incoming, heads);
       this.controller = undefined;
@@ -239,6 +256,14 @@ class Client {
       this.socket.resume();
     }
     this.next();
+  }
+
+  /** A controller for the request served now, aborted when its client goes away (at once if it is gone already). */
+  private abortable(): AbortController {
+    const controller = new AbortController();
+    if (this.closed) controller.abort();
+    this.controller = controller;
+    return controller;
   }
 
   /**

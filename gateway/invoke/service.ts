@@ -55,8 +55,8 @@ export interface Incoming {
   method: string;
   /** The path and query the function sees (`functionPath`). */
   path: string;
-  /** Aborted when the client goes away. */
-  signal: AbortSignal;
+  /** Aborted when the client goes away; read only when needed (a request waits, or is watched past its first tick). */
+  readonly signal: AbortSignal;
   /** The body as it will be sent, read once who may call has been checked (`bodyToSend`). */
   body: () => Uint8Array | ReadableStream<Uint8Array> | null | Promise<Uint8Array | ReadableStream<Uint8Array> | null>;
 }
@@ -65,8 +65,8 @@ export interface Incoming {
 interface Exchange {
   call: UpstreamCall;
   route: Route;
-  /** Its client's: aborted when the client goes away. */
-  signal: AbortSignal;
+  /** Its request, whose signal is aborted when the client goes away. */
+  incoming: Incoming;
   /** Wall-clock time it was sent, to compare with when its container died. */
   startedAt: number;
   /** `performance.now()` past which its timeout has passed, and its container is probed next. */
@@ -561,7 +561,7 @@ export class InvokeService {
         ? answer.body.byteLength
         : Number(answer ? (answerHeader(answer, 'content-length') ?? Number.NaN) : Number.NaN);
     this.metrics?.invocation({
-      time: new Date().toISOString(),
+      time: isoNow(),
       function: route?.name ?? target.split('@', 1)[0] ?? target,
       version: route?.version,
       instance: route?.containerId.slice(0, 12),
@@ -583,8 +583,7 @@ export class InvokeService {
     if (heads.platformLines && heads.token !== undefined && this.trusted?.(heads.token)) heads.lines += heads.platformLines;
     const body = await incoming.body();
     trace.start = 'warm';
-    const signal = incoming.signal;
-    let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, signal));
+    let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, incoming.signal));
     const name = route.name;
     for (let attempt = 0; ; attempt++) {
       let failure: string;
@@ -613,7 +612,7 @@ export class InvokeService {
       } catch (error) {
         // The function's own slowness, or a client that went away, says nothing about the instance.
         if (error instanceof PlatError) throw error;
-        if (signal.aborted) throw new PlatError('CLIENT_CLOSED_REQUEST', `the client went away before ${name} answered`);
+        if (incoming.signal.aborted) throw new PlatError('CLIENT_CLOSED_REQUEST', `the client went away before ${name} answered`);
         failure = (error as Error).message;
         reached = !(error instanceof ExchangeFailed) || error.reached;
       }
@@ -626,7 +625,7 @@ export class InvokeService {
           `function ${name} did not answer (${failure}); its instance is being replaced, try again`,
         );
       }
-      route = await this.place(target, trace, signal);
+      route = await this.place(target, trace, incoming.signal);
     }
   }
 
@@ -665,7 +664,7 @@ export class InvokeService {
     const exchange: Exchange = {
       call,
       route,
-      signal: incoming.signal,
+      incoming,
       startedAt: Date.now(),
       deadline: now + route.timeoutMs,
       nextProbe: now + LIVENESS_MS,
@@ -717,7 +716,7 @@ export class InvokeService {
         }
         if (!exchange.watching) {
           exchange.watching = true;
-          const signal = exchange.signal;
+          const signal = exchange.incoming.signal;
           if (signal.aborted) {
             end(exchange, CLIENT_GONE);
             continue;
@@ -782,6 +781,18 @@ function waitFor(
     signal.addEventListener('abort', abort, { once: true });
     void waiter.promise.then(end);
   });
+}
+
+let isoMs = 0;
+let iso = '';
+/** The time as an ISO string, made once per millisecond however many requests end in it. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    iso = new Date(now).toISOString();
+  }
+  return iso;
 }
 
 /** The runtime's answer to a request meant for another instance (see lib/names.ts). */
