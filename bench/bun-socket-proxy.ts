@@ -10,22 +10,13 @@
  *   bun bench/bun-socket-proxy.ts LISTEN_PORT UPSTREAM_HOST:PORT INSTANCE_ID   (token in AUTH_TOKEN)
  */
 import type { Socket, SocketHandler } from 'bun';
+import { HOP_BY_HOP } from '../gateway/invoke/headers';
 import { REQUEST_ID_PATTERN } from '../lib/logs';
+import { PLATFORM_HEADER_PREFIX } from '../lib/names';
 
 const [port, upstream, instanceId] = [Number(process.argv[2]), process.argv[3] ?? '', process.argv[4] ?? ''];
 const [upstreamHost, upstreamPort] = upstream.split(':');
 const token = process.env.AUTH_TOKEN ?? '';
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 const PREFIX = '/function/';
 
 /** A client connection: the bytes not yet parsed, and whether a request of it is at the container. */
@@ -77,7 +68,7 @@ function serve(client: Client): void {
       if (name === 'authorization') bearer = value.slice(7);
       else if (name === 'host') host = value;
       else if (name === 'x-request-id') givenId = value;
-      else if (!HOP_BY_HOP.has(name) && !name.startsWith('x-plat-')) lines += `${name}: ${value}\r\n`;
+      else if (!HOP_BY_HOP.has(name) && !name.startsWith(PLATFORM_HEADER_PREFIX)) lines += `${name}: ${value}\r\n`;
     }
     if (bearer !== token || !target.startsWith(PREFIX)) {
       client.socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
@@ -134,7 +125,7 @@ const upstreamHandlers: SocketHandler<Upstream> = {
       let length = 0;
       for (const [name, value, from, to] of headerLines(head, lineEnd + 2)) {
         if (name === 'content-length') length = Number(value);
-        if (!HOP_BY_HOP.has(name) && !name.startsWith('x-plat-')) answer += `${head.slice(from, to)}\r\n`;
+        if (!HOP_BY_HOP.has(name) && !name.startsWith(PLATFORM_HEADER_PREFIX)) answer += `${head.slice(from, to)}\r\n`;
       }
       const body = bytes.subarray(end + 4, end + 4 + length);
       connection.inHead = false;

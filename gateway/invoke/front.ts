@@ -223,6 +223,7 @@ class Client {
 
   private async serve(parsed: Parsed, body: Buffer | null): Promise<void> {
     const heads = readRequestHeaders(parsed.headers, this.socket.remoteAddress, 'http');
+    const headOnly = parsed.method === 'HEAD';
     const client = this;
     let controller: AbortController | undefined;
     const incoming: Incoming = {
@@ -242,11 +243,11 @@ class Client {
         if (answer.body instanceof ReadableStream) await answer.body.cancel().catch(() => {});
         return;
       }
-      await this.writeAnswer(answer, heads.requestId, parsed.method === 'HEAD');
+      await this.writeAnswer(answer, heads.requestId, headOnly);
     } catch (error) {
       this.controller = undefined;
       if (this.closed) return;
-      this.writeError(error, heads.requestId);
+      await this.writeError(error, heads.requestId, headOnly);
     }
     // What a client sends ahead waits until it reads what it was sent.
     if (!this.outbox.empty && !this.closed) await new Promise<void>((resolve) => (this.drained = resolve));
@@ -315,13 +316,12 @@ class Client {
     }
   }
 
-  /** The platform's error answer (errors.ts), as Bun's routes give it. */
-  private writeError(error: unknown, requestId: string): void {
+  /** The platform's error answer (errors.ts), as Bun's routes give it, written as any answer is (to HEAD, its head alone). */
+  private async writeError(error: unknown, requestId: string, headOnly: boolean): Promise<void> {
     const { status, headers, body } = errorAnswer(error, requestId);
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
-    for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
     const bytes = Buffer.from(body);
-    this.write(Buffer.concat([Buffer.from(`${head}content-length: ${bytes.byteLength}\r\n\r\n`, 'latin1'), bytes]));
+    const pairs = [...Object.entries(headers).flat(), 'content-length', String(bytes.byteLength)];
+    await this.writeAnswer({ status, statusText: STATUS_CODES[status] ?? '', headers: pairs, body: bytes }, requestId, headOnly);
   }
 
   /** Writes what the socket takes now and keeps the rest for `drain`; false when some is kept. */

@@ -4,7 +4,7 @@ import { tokenOf } from '../auth';
 import { REQUEST_ID_HEADER } from './request-id';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are never forwarded. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',

@@ -41,8 +41,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** What one invocation met on its way, for its record. */
 interface Trace {
   route?: Route;
-  /** The path and query the function sees. */
-  path?: string;
   start?: StartKind;
   answer?: Answer;
 }
@@ -742,10 +740,6 @@ export class InvokeService {
   }
 }
 
-/**
- * A waiting request's wake-up, or its end: the client went away (499), or it waited in a full
- * pool's queue longer than the function's timeout (504).
- */
 /** A request that waited its function's timeout in the queue of a pool at its max. */
 function noFreeInstance(name: string, timeoutMs: number): PlatError {
   return new PlatError('UPSTREAM_TIMEOUT', `function ${name} had no free instance within its timeout of ${timeoutMs / 1000} s`);
@@ -759,6 +753,10 @@ function noInstanceYet(name: string, waitMs: number): PlatError {
   );
 }
 
+/**
+ * A waiting request's wake-up, or its end: the client went away (499), or it waited past `timeout`
+ * (its error says what it waited for).
+ */
 function waitFor(
   waiter: { promise: Promise<Wake>; cancel: () => void },
   signal: AbortSignal,

@@ -141,12 +141,17 @@ describe('the invoke front', () => {
     }
   });
 
-  it('answers HEAD with the head alone, with the length of the body GET gets', async () => {
+  it('answers HEAD with the head alone, with the length of the body GET gets, errors included', async () => {
     const connection = await rawConnection(s.apiUrl);
     try {
       const request = (method: string) =>
         `${method} /function/${name}/same HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\nx-request-id: same\r\n\r\n`;
-      const [head, get] = await connection.exchange(request('HEAD') + request('GET'), 2, ['HEAD', 'GET']);
+      const missing = `HEAD /function/${s.name('front-none')} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`;
+      // An error's answer to HEAD is its head alone too: a body there would be read as the next answer.
+      const [notFound, head, get] = await connection.exchange(missing + request('HEAD') + request('GET'), 3, ['HEAD', 'HEAD', 'GET']);
+      expect(notFound?.status).toBe(404);
+      expect(notFound?.headers['x-plat-error']).toBe('FUNCTION_NOT_FOUND');
+      expect(notFound?.body).toBe('');
       expect(head?.status).toBe(200);
       expect(head?.body).toBe('');
       expect(get?.status).toBe(200);
