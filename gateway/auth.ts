@@ -24,11 +24,28 @@ export function createTokenCheck(expected: string, adminJwt?: (token: string) =>
   };
 }
 
-/** Whether a token is the admin token (AUTH_TOKEN), compared in constant time. */
+/**
+ * Whether a token is the admin token (AUTH_TOKEN), compared in constant time. The answers for the
+ * last TOKENS_KEPT tokens are kept, so a caller that sends the same token on every request pays for
+ * the hash once (it was a microsecond of every invocation); a look-up by the whole token tells a
+ * caller nothing of the admin token it does not already hold, as the invoke keys' cache (policy.ts).
+ */
 export function createAdminCheck(expected: string): (token: string) => boolean {
   const expectedHash = createHash('sha256').update(expected).digest();
-  return (token) => timingSafeEqual(sha256(token), expectedHash);
+  const known = new Map<string, boolean>();
+  return (token) => {
+    let admin = known.get(token);
+    if (admin === undefined) {
+      admin = timingSafeEqual(sha256(token), expectedHash);
+      if (known.size >= TOKENS_KEPT) known.delete(known.keys().next().value as string);
+      known.set(token, admin);
+    }
+    return admin;
+  };
 }
+
+/** Tokens whose admin check is kept; past this the oldest is forgotten. */
+const TOKENS_KEPT = 1000;
 
 /** SHA-256 of a string: Bun's one-shot hasher where there is one (a quarter of createHash's cost), else node:crypto. */
 const sha256: (text: string) => Uint8Array =

@@ -181,11 +181,15 @@ class Client {
   private readPaused = false;
   /** Ends the connection once what is left to send is sent (the tunnel's server closed its side). */
   private ending = false;
+  /** The client's address, read once (each read of `remoteAddress` makes a string in native code). */
+  readonly address: string;
 
   constructor(
     readonly socket: Socket<Client>,
     readonly front: InvokeFront,
-  ) {}
+  ) {
+    this.address = socket.remoteAddress;
+  }
 
   onData(data: Buffer): void {
     if (this.tunnel) {
@@ -222,7 +226,7 @@ class Client {
   }
 
   private async serve(parsed: Parsed, body: Buffer | null): Promise<void> {
-    const heads = readRequestHeaders(parsed.headers, this.socket.remoteAddress, 'http');
+    const heads = readRequestHeaders(parsed.headers, this.address, 'http');
     const headOnly = parsed.method === 'HEAD';
     const client = this;
     let controller: AbortController | undefined;
@@ -243,7 +247,8 @@ class Client {
         if (answer.body instanceof ReadableStream) await answer.body.cancel().catch(() => {});
         return;
       }
-      await this.writeAnswer(answer, heads.requestId, headOnly);
+      const streaming = this.writeAnswer(answer, heads.requestId, headOnly);
+      if (streaming !== undefined) await streaming;
     } catch (error) {
       this.controller = undefined;
       if (this.closed) return;
@@ -270,8 +275,9 @@ class Client {
   /**
    * Writes the function's answer: its own head with the request id, and its body as it comes. The
    * answer to HEAD is the head alone, with the Content-Length the function gave (of the body GET would get).
+   * Returns a promise only while a streamed body goes on (most answers are whole: no promise is made).
    */
-  private async writeAnswer(answer: Answer, requestId: string, headOnly: boolean): Promise<void> {
+  private writeAnswer(answer: Answer, requestId: string, headOnly: boolean): Promise<void> | undefined {
     const { status, body } = answer;
     let head = `HTTP/1.1 ${status} ${answer.statusText}\r\n`;
     const pairs = answer.headers;
@@ -285,17 +291,21 @@ class Client {
     if (headOnly || status === 204 || status === 304 || status < 200) {
       if (headOnly && length !== undefined) head += `content-length: ${length}\r\n`;
       this.write(Buffer.from(`${head}\r\n`, 'latin1'));
-      if (body instanceof ReadableStream) await body.cancel().catch(() => {});
-      return;
+      return body instanceof ReadableStream ? body.cancel().catch(() => {}) : undefined;
     }
     if (!(body instanceof ReadableStream)) {
       const bytes = body ?? EMPTY;
       this.write(Buffer.concat([Buffer.from(`${head}content-length: ${bytes.byteLength}\r\n\r\n`, 'latin1'), bytes]));
-      return;
+      return undefined;
     }
     // A body that goes on: with its length when the function gave one, else chunked.
     const chunked = length === undefined;
     this.write(Buffer.from(`${head}${chunked ? 'transfer-encoding: chunked' : `content-length: ${length}`}\r\n\r\n`, 'latin1'));
+    return this.stream(body, chunked);
+  }
+
+  /** Writes a streamed body as it comes, chunked when the function gave no length, with back-pressure. */
+  private async stream(body: ReadableStream<Uint8Array>, chunked: boolean): Promise<void> {
     const reader = body.getReader();
     this.reader = reader;
     try {
@@ -424,7 +434,7 @@ class Tunnel {
         }
         socket.setNoDelay(true);
         this.socket = socket;
-        tunnelClients.set(socket.localPort, client.socket.remoteAddress);
+        tunnelClients.set(socket.localPort, client.address);
         this.flush();
       },
       () => client.destroy(),
@@ -470,7 +480,7 @@ class Tunnel {
     socket.end();
     const port = socket.localPort;
     setTimeout(() => {
-      if (tunnelClients.get(port) === this.client.socket.remoteAddress) tunnelClients.delete(port);
+      if (tunnelClients.get(port) === this.client.address) tunnelClients.delete(port);
     }, TUNNEL_ADDRESS_KEPT_MS).unref?.();
   }
 }

@@ -579,7 +579,8 @@ export class InvokeService {
     const authorizing = this.authorize?.(target, heads.token);
     if (authorizing !== undefined) await authorizing;
     if (heads.platformLines && heads.token !== undefined && this.trusted?.(heads.token)) heads.lines += heads.platformLines;
-    const body = await incoming.body();
+    const read = incoming.body();
+    const body = read instanceof Promise ? await read : read;
     trace.start = 'warm';
     let route = this.pools.get(target)?.acquire() ?? (await this.place(target, trace, incoming.signal));
     const name = route.name;

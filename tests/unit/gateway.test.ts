@@ -21,6 +21,12 @@ describe('token check', () => {
   it.each([undefined, 'Bearer', 'Bearer s3cre', 'Bearer s3cret2', 'Basic s3cret', 's3cret'])('refuses %p', (header) => {
     expect(() => check(withHeader(header))).toThrow(PlatError);
   });
+  it('answers alike when a token comes again (its answer is kept)', () => {
+    for (let i = 0; i < 3; i++) {
+      expect(() => check(withHeader('Bearer s3cret'))).not.toThrow();
+      expect(() => check(withHeader('Bearer s3cret2'))).toThrow(PlatError);
+    }
+  });
 });
 
 describe('proxy headers', () => {
