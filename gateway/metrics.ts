@@ -214,7 +214,7 @@ export class GatewayMetrics {
     if (bucket < LATENCY_BUCKETS.length) (tally.buckets[bucket] as number)++;
     tally.sum += seconds;
     tally.count++;
-    this.appendRecord(recordLine(record));
+    this.appendRecord(record);
   }
 
   coldStart(name: string, seconds: number): void {
@@ -247,14 +247,14 @@ export class GatewayMetrics {
     process.stdout.write(bytes);
   }
 
-  private appendRecord(line: string): void {
-    const room = line.length * 3 + 1;
+  /** Writes the record's line into the records' buffer, flushed first when it has no room for it. */
+  private appendRecord(record: InvocationRecord): void {
+    const room = recordRoom(record);
     if (this.recordsEnd + room > this.records.byteLength) {
       this.flushRecords();
       if (room > this.records.byteLength) this.records = Buffer.allocUnsafe(room);
     }
-    this.recordsEnd += this.records.write(line, this.recordsEnd);
-    this.records[this.recordsEnd++] = 0x0a;
+    this.recordsEnd = writeRecord(this.records, this.recordsEnd, record);
     this.flushTimer ??= setTimeout(() => this.flushRecords(), RECORDS_FLUSH_MS);
   }
 }
@@ -280,17 +280,77 @@ export function metricsRoutes(metrics: GatewayMetrics | undefined, checkToken: T
   );
 }
 
+/** At most how many bytes a record's line takes (a path's character may take six as JSON, three in UTF-8). */
+function recordRoom(r: InvocationRecord): number {
+  return 320 + r.function.length + (r.version?.length ?? 0) + r.method.length + r.path.length * 6 + r.requestId.length;
+}
+
 /**
- * The record as one JSON line, written out by hand: JSON.stringify of the object cost more than the
- * rest of the record keeping together. Only the path can hold characters that need escaping; names,
- * versions, instance ids, methods (HTTP tokens) and request ids (REQUEST_ID_PATTERN) cannot.
+ * The record as one JSON line and its newline, written into `bytes` from `at` by hand, character by
+ * character; returns where it ends (`recordRoom` bytes must be free). Made as a string first, the
+ * line cost more than the rest of the record keeping together (a string made of pieces, flattened
+ * and encoded when written). Only the path can hold characters that JSON escapes or that are not
+ * ASCII; names, versions, instance ids, methods (HTTP tokens) and request ids (REQUEST_ID_PATTERN) cannot.
  */
-function recordLine(r: InvocationRecord): string {
-  const optional =
-    (r.version === undefined ? '' : `,"version":"${r.version}"`) +
-    (r.instance === undefined ? '' : `,"instance":"${r.instance}"`) +
-    (r.start === undefined ? '' : `,"start":"${r.start}"`) +
-    (r.bytesIn === undefined ? '' : `,"bytesIn":${r.bytesIn}`) +
-    (r.bytesOut === undefined ? '' : `,"bytesOut":${r.bytesOut}`);
-  return `{"time":"${r.time}","function":"${r.function}"${optional},"method":"${r.method}","path":${JSON.stringify(r.path)},"status":${r.status},"durationMs":${r.durationMs},"requestId":"${r.requestId}"}`;
+export function writeRecord(bytes: Buffer, at: number, r: InvocationRecord): number {
+  let end = ascii(bytes, at, '{"time":"');
+  end = ascii(bytes, end, r.time);
+  end = ascii(bytes, end, '","function":"');
+  end = ascii(bytes, end, r.function);
+  if (r.version !== undefined) {
+    end = ascii(bytes, end, '","version":"');
+    end = ascii(bytes, end, r.version);
+  }
+  if (r.instance !== undefined) {
+    end = ascii(bytes, end, '","instance":"');
+    end = ascii(bytes, end, r.instance);
+  }
+  if (r.start !== undefined) {
+    end = ascii(bytes, end, '","start":"');
+    end = ascii(bytes, end, r.start);
+  }
+  bytes[end++] = 0x22;
+  if (r.bytesIn !== undefined) {
+    end = ascii(bytes, end, ',"bytesIn":');
+    end = ascii(bytes, end, String(r.bytesIn));
+  }
+  if (r.bytesOut !== undefined) {
+    end = ascii(bytes, end, ',"bytesOut":');
+    end = ascii(bytes, end, String(r.bytesOut));
+  }
+  end = ascii(bytes, end, ',"method":"');
+  end = ascii(bytes, end, r.method);
+  end = ascii(bytes, end, '","path":');
+  end = jsonString(bytes, end, r.path);
+  end = ascii(bytes, end, ',"status":');
+  end = ascii(bytes, end, String(r.status));
+  end = ascii(bytes, end, ',"durationMs":');
+  end = ascii(bytes, end, String(r.durationMs));
+  end = ascii(bytes, end, ',"requestId":"');
+  end = ascii(bytes, end, r.requestId);
+  end = ascii(bytes, end, '"}\n');
+  return end;
+}
+
+/** Writes `text` as a JSON string: by hand when it is plain ASCII that needs no escape, else as JSON.stringify gives it. */
+function jsonString(bytes: Buffer, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code > 0x7e || code === 0x22 || code === 0x5c) return ascii(bytes, at, JSON.stringify(text));
+  }
+  bytes[at] = 0x22;
+  const end = ascii(bytes, at + 1, text);
+  bytes[end] = 0x22;
+  return end + 1;
+}
+
+/** Writes `text` into `bytes` at `at` (UTF-8: byte by byte while it is ASCII, as it nearly always is); returns the end. */
+function ascii(bytes: Buffer, at: number, text: string): number {
+  let end = at;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return end + bytes.write(text.slice(i), end);
+    bytes[end++] = code;
+  }
+  return end;
 }

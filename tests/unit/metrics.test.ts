@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { GatewayMetrics, type InvocationRecord } from '../../gateway/metrics';
+import { GatewayMetrics, type InvocationRecord, writeRecord } from '../../gateway/metrics';
 
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const FAMILIES = /^(# (HELP|TYPE) )?plat_function_(invocations_total|duration_seconds)/;
@@ -59,4 +59,34 @@ describe('invocation metrics', () => {
     expect(lines).toHaveLength(invocations.length);
     expect(JSON.parse(lines[4] as string)).toMatchObject({ function: 'b', status: 200, durationMs: 40 });
   });
+});
+
+describe('invocation records', () => {
+  it.each(['/', '/a/b?', '/say "hi"\\now', '/ünïcödé/€/😀', '/tab\there\u0001'])(
+    'writes a JSON line that reads back as the record (path %p)',
+    (path) => {
+      const record: InvocationRecord = {
+        time: '2026-12-03T17:00:00.000Z',
+        function: 'fn',
+        version: 'v1',
+        instance: 'abcdef012345',
+        method: 'POST',
+        path,
+        status: 201,
+        durationMs: 12.345,
+        start: 'cold',
+        bytesIn: 10,
+        bytesOut: 0,
+        requestId: 'id-1',
+      };
+      const bytes = Buffer.alloc(4096, 0xff);
+      const end = writeRecord(bytes, 7, record);
+      const line = bytes.toString('utf8', 7, end);
+      expect(line.endsWith('}\n')).toBe(true);
+      expect(JSON.parse(line)).toEqual(record);
+      expect(bytes[end]).toBe(0xff);
+      const { version, instance, start, bytesIn, bytesOut, ...required } = record;
+      expect(JSON.parse(bytes.toString('utf8', 0, writeRecord(bytes, 0, required)))).toEqual(required);
+    },
+  );
 });
