@@ -29,20 +29,20 @@ const events = new AbortController();
 void followEvents(settings.eventsSocket, onEvent, events.signal);
 
 const tls = settings.tls ? { cert: Bun.file(settings.tls.certFile), key: Bun.file(settings.tls.keyFile) } : undefined;
-// The invoke front takes the gateway's port and passes what it does not serve to Bun's server on
-// loopback (invoke/front.ts); with TLS, or PLAT_INVOKE_FRONT=off, Bun's server takes the port itself.
-const front = settings.invokeFront && !tls ? new InvokeFront(invoke) : undefined;
+// The invoke front takes the gateway's port (and ends TLS) and passes what it does not serve to Bun's
+// server on loopback (invoke/front.ts); with PLAT_INVOKE_FRONT=off, Bun's server takes the port itself.
+const front = settings.invokeFront ? new InvokeFront(invoke) : undefined;
 // Bun's own cap is twice the gateway's: up to it, a body too large by its Content-Length gets the JSON error shape (app.ts).
 app.listen({
   port: front ? 0 : settings.port,
   hostname: front ? '127.0.0.1' : settings.host,
   idleTimeout: 255,
   maxRequestBodySize: 2 * LIMITS.requestBodyBytes,
-  tls,
+  tls: front ? undefined : tls,
 });
 const scheme = tls ? 'https' : 'http';
 const address = front
-  ? front.listen(settings.host, settings.port, { hostname: '127.0.0.1', port: app.server?.port ?? 0 })
+  ? front.listen(settings.host, settings.port, { hostname: '127.0.0.1', port: app.server?.port ?? 0 }, tls)
   : { hostname: app.server?.hostname, port: app.server?.port };
 console.log(`gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}")`);
 

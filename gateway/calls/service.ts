@@ -51,7 +51,7 @@ export class CallsService {
   ) {}
 
   async accept(name: string, request: Request, clientIp: string | undefined): Promise<Response> {
-    const heads = readRequestHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
+    const heads = readRequestHeaders(request.headers, clientIp, this.settings.tls ? 'https' : 'http');
     checkSizesOf(heads.contentLength, heads.bytes);
     const problem = functionNameProblem(name);
     if (problem) throw new PlatError('BAD_REQUEST', problem);

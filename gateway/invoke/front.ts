@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import type { Socket, SocketHandler, TCPSocketListener } from 'bun';
+import type { Socket, SocketHandler, TCPSocketListener, TLSOptions } from 'bun';
 import { errorAnswer } from '../errors';
 import { readRequestHeaders } from './headers';
 import { Outbox } from './outbox';
@@ -7,7 +7,8 @@ import type { Incoming, InvokeService } from './service';
 import type { Answer } from './upstream';
 
 /**
- * The invoke front: the gateway's public port, served as plain HTTP/1.1 on Bun's own TCP sockets.
+ * The invoke front: the gateway's public port, served as plain HTTP/1.1 (over TLS when the gateway
+ * has a certificate) on Bun's own TCP sockets.
  *
  * Bun's HTTP server makes a Request and a Response of every exchange, and those objects cost the
  * invoke hop about a third of its throughput (bench/hop.ts measures a proxy on sockets alone). So the
@@ -16,7 +17,7 @@ import type { Answer } from './upstream';
  * or Response made on either side. The service is the same one Bun's routes call, so who may call,
  * pools and cold starts, timeouts, retries, metrics and records are the same too.
  *
- * Anything else (the API, a chunked or large body, HEAD, `Expect`, an upgrade, HTTP/1.0, a head that
+ * Anything else (the API, a chunked or large body, `Expect`, an upgrade, HTTP/1.0, a head that
  * looks odd) turns the connection into a tunnel to the gateway's Bun server on loopback, which sees
  * the same bytes and answers as it would on the public port. The tunnel's local port tells that
  * server which client it carries (`clientAddress`), for `x-forwarded-for`.
@@ -129,10 +130,23 @@ export class InvokeFront {
   /** Bun's server on loopback, where tunnels go. */
   backend = { hostname: '127.0.0.1', port: 0 };
 
+  /** The scheme clients use: `https` when the front speaks TLS (for `x-forwarded-proto`). */
+  scheme: 'http' | 'https' = 'http';
+
   constructor(readonly invoke: InvokeService) {}
 
-  listen(hostname: string, port: number, backend: { hostname: string; port: number }): { hostname: string; port: number } {
+  /**
+   * Takes the gateway's port (with TLS when `tls` is given: the front ends it, and its tunnels carry
+   * plain HTTP to Bun's server on loopback).
+   */
+  listen(
+    hostname: string,
+    port: number,
+    backend: { hostname: string; port: number },
+    tls?: TLSOptions,
+  ): { hostname: string; port: number } {
     this.backend = backend;
+    this.scheme = tls ? 'https' : 'http';
     const front = this;
     const handlers: SocketHandler<Client> = {
       open(socket) {
@@ -155,7 +169,7 @@ export class InvokeFront {
       close: (socket) => socket.data.onClose(),
       error: (socket) => socket.data.onClose(),
     };
-    this.listener = Bun.listen<Client>({ hostname, port, socket: handlers });
+    this.listener = Bun.listen<Client>({ hostname, port, socket: handlers, tls });
     return { hostname: this.listener.hostname, port: this.listener.port };
   }
 
@@ -226,7 +240,7 @@ class Client {
   }
 
   private async serve(parsed: Parsed, body: Buffer | null): Promise<void> {
-    const heads = readRequestHeaders(parsed.headers, this.address, 'http');
+    const heads = readRequestHeaders(parsed.headers, this.address, this.front.scheme);
     const headOnly = parsed.method === 'HEAD';
     const client = this;
     let controller: AbortController | undefined;

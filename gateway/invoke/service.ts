@@ -497,7 +497,7 @@ export class InvokeService {
    * read), and either it never reached the function or its method is idempotent. Otherwise 502.
    */
   async invoke(target: string, request: Request, clientIp?: string): Promise<Response> {
-    const heads = readRequestHeaders(request.headers, clientIp, request.url.startsWith('https:') ? 'https' : 'http');
+    const heads = readRequestHeaders(request.headers, clientIp, this.settings.tls ? 'https' : 'http');
     const incoming: Incoming = {
       method: request.method,
       path: functionPath(request.url),

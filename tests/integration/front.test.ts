@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
-import { connect, type Socket } from 'node:net';
 import { deployFolder, functionFolder } from '../support/functions';
-import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+import { rawConnection } from '../support/raw-http';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 import type { FunctionState } from '../../lib/types';
 
@@ -25,80 +25,34 @@ const ECHO = `export default {
 };
 `;
 
-interface Exchange {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** The answers in `bytes`, in order, as far as they are complete (Content-Length or chunked framing). */
-function answers(bytes: Buffer, heads: string[] = []): Exchange[] {
-  const found: Exchange[] = [];
-  let at = 0;
-  while (at < bytes.length) {
-    const end = bytes.indexOf('\r\n\r\n', at);
-    if (end < 0) break;
-    const [statusLine, ...lines] = bytes.toString('latin1', at, end).split('\r\n');
-    const headers = Object.fromEntries(
-      lines.map((line) => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]),
-    );
-    let bodyStart = end + 4;
-    let body = '';
-    if (headers['transfer-encoding'] === 'chunked') {
-      for (;;) {
-        const lineEnd = bytes.indexOf('\r\n', bodyStart);
-        if (lineEnd < 0) return found;
-        const size = Number.parseInt(bytes.toString('latin1', bodyStart, lineEnd), 16);
-        if (bytes.length < lineEnd + 2 + size + 2) return found;
-        body += bytes.toString('utf8', lineEnd + 2, lineEnd + 2 + size);
-        bodyStart = lineEnd + 2 + size + 2;
-        if (size === 0) break;
-      }
-    } else if (heads.shift() !== 'HEAD') {
-      const length = Number(headers['content-length'] ?? 0);
-      if (bytes.length < bodyStart + length) return found;
-      body = bytes.toString('utf8', bodyStart, bodyStart + length);
-      bodyStart += length;
-    }
-    found.push({ status: Number(statusLine?.split(' ')[1]), headers, body });
-    at = bodyStart;
+/**
+ * On one connection: HEAD to a missing function, HEAD and GET to the echo. Each answer to HEAD is its
+ * head alone (a body there would be read as the next answer), with the length GET's body has.
+ */
+async function headThenGet(url: string): Promise<void> {
+  const connection = await rawConnection(url);
+  try {
+    const request = (method: string) =>
+      `${method} /function/${name}/same HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\nx-request-id: same\r\n\r\n`;
+    const missing = `HEAD /function/${s.name('front-none')} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`;
+    // An error's answer to HEAD is its head alone too: a body there would be read as the next answer.
+    // One at a time: Bun's server closes a connection that sends a request ahead of an answer still
+    // being made (oven-sh/bun#38128); the front answers those too (see the test above).
+    const [notFound] = await connection.exchange(missing, 1, ['HEAD']);
+    const [head] = await connection.exchange(request('HEAD'), 1, ['HEAD']);
+    const [get] = await connection.exchange(request('GET'), 1, ['GET']);
+    expect(notFound?.status).toBe(404);
+    expect(notFound?.headers['x-plat-error']).toBe('FUNCTION_NOT_FOUND');
+    expect(notFound?.body).toBe('');
+    expect(head?.status).toBe(200);
+    expect(head?.body).toBe('');
+    expect(get?.status).toBe(200);
+    expect(JSON.parse(get?.body ?? '')).toMatchObject({ method: 'GET', path: '/same' });
+    // The echo names the method it got: HEAD's body would say "HEAD" where GET's says "GET".
+    expect(head?.headers['content-length']).toBe(String(Buffer.byteLength((get?.body ?? '').replace('"GET"', '"HEAD"'))));
+  } finally {
+    connection.close();
   }
-  return found;
-}
-
-/** A raw connection to the gateway, from `localAddress`; `exchange` writes bytes and reads until `count` answers are in. */
-async function rawConnection(url: string, localAddress?: string) {
-  const { hostname, port } = new URL(url);
-  const socket: Socket = connect({ host: hostname, port: Number(port), localAddress });
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  let received = Buffer.alloc(0);
-  let closed = false;
-  socket.on('data', (data: Buffer) => {
-    received = Buffer.concat([received, data]);
-  });
-  socket.on('close', () => {
-    closed = true;
-  });
-  const methods: string[] = [];
-  return {
-    async exchange(bytes: string, count: number, sent: string[]): Promise<Exchange[]> {
-      const before = answers(received, [...methods]).length;
-      methods.push(...sent);
-      socket.write(bytes);
-      let got: Exchange[] = [];
-      await waitFor(`${count} answer(s) on the connection`, 30_000, async () => {
-        got = answers(received, [...methods]);
-        if (closed && got.length < before + count) throw new Error(`the gateway closed the connection: ${received.toString()}`);
-        return got.length >= before + count;
-      });
-      return got.slice(before);
-    },
-    send: (bytes: string) => socket.write(bytes),
-    close: () => socket.destroy(),
-  };
 }
 
 let s: TestStack;
@@ -142,24 +96,15 @@ describe('the invoke front', () => {
   });
 
   it('answers HEAD with the head alone, with the length of the body GET gets, errors included', async () => {
-    const connection = await rawConnection(s.apiUrl);
+    await headThenGet(s.apiUrl);
+  });
+
+  it("answers HEAD alike from Bun's server, when the front is off", async () => {
+    const gateway = await extraGateway(s, { PLAT_INVOKE_FRONT: 'off' });
     try {
-      const request = (method: string) =>
-        `${method} /function/${name}/same HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\nx-request-id: same\r\n\r\n`;
-      const missing = `HEAD /function/${s.name('front-none')} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`;
-      // An error's answer to HEAD is its head alone too: a body there would be read as the next answer.
-      const [notFound, head, get] = await connection.exchange(missing + request('HEAD') + request('GET'), 3, ['HEAD', 'HEAD', 'GET']);
-      expect(notFound?.status).toBe(404);
-      expect(notFound?.headers['x-plat-error']).toBe('FUNCTION_NOT_FOUND');
-      expect(notFound?.body).toBe('');
-      expect(head?.status).toBe(200);
-      expect(head?.body).toBe('');
-      expect(get?.status).toBe(200);
-      expect(JSON.parse(get?.body ?? '')).toMatchObject({ method: 'GET', path: '/same' });
-      // The echo names the method it got: HEAD's body would say "HEAD" where GET's says "GET".
-      expect(head?.headers['content-length']).toBe(String(Buffer.byteLength((get?.body ?? '').replace('"GET"', '"HEAD"'))));
+      await headThenGet(gateway.url);
     } finally {
-      connection.close();
+      await gateway.stop();
     }
   });
 
