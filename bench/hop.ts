@@ -27,6 +27,7 @@
  * Needs wrk and nginx (`apt-get install wrk nginx-light`), Go and cargo; nginx and the Go and Rust
  * proxies are skipped with a note when missing. Uses API_URL and AUTH_TOKEN like the CLI; removes its function at the end.
  */
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,6 +56,35 @@ interface Sample {
   p50us: number;
   p99us: number;
   errors: number;
+  requests: number;
+  /** CPU time (user + system) the proxy's processes spent per request, when the bench knows them. */
+  cpuUs?: number;
+}
+
+/** A proxy the bench started: where it listens, its processes (for their CPU time), how to stop it. */
+interface Started {
+  url: string;
+  pids: () => number[];
+  stop: () => Promise<void>;
+}
+
+const CLOCK_TICKS = Number(Bun.spawnSync(['getconf', 'CLK_TCK']).stdout.toString().trim()) || 100;
+
+/** CPU time (user + system, in clock ticks) the processes have used so far (/proc/PID/stat). */
+function cpuTicks(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks;
+}
+
+/** The children of a process (nginx's workers). */
+function childrenOf(pid: number): number[] {
+  const list = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1');
+  return list.trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
 /** One wrk run; its latency distribution is parsed from `--latency`. */
@@ -70,7 +100,13 @@ async function wrk(url: string, conns: number, headers: string[]): Promise<Sampl
     return match[2] === 'us' ? value : match[2] === 'ms' ? value * 1000 : value * 1e6;
   };
   const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) + Number(/Socket errors:.*?(\d+)/.exec(out)?.[1] ?? 0);
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]), p50us: micros('50%'), p99us: micros('99%'), errors };
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+    p50us: micros('50%'),
+    p99us: micros('99%'),
+    errors,
+    requests: Number(/(\d+) requests in/.exec(out)?.[1]),
+  };
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
@@ -100,7 +136,7 @@ async function answering(url: string, proc: { exitCode: number | null }, ms: num
 }
 
 /** nginx in the foreground with a throw-away config: one worker, keepalive to the container. */
-async function startNginx(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+async function startNginx(upstream: string): Promise<Started | null> {
   if (!Bun.which('nginx') && !Bun.which('/usr/sbin/nginx')) return null;
   const dir = await mkdtemp(join(tmpdir(), 'plat-bench-nginx-'));
   const port = await freePort();
@@ -131,6 +167,7 @@ http {
   await answering(url, proc, 5000, 'nginx');
   return {
     url,
+    pids: () => childrenOf(proc.pid),
     stop: async () => {
       proc.kill('SIGQUIT');
       await proc.exited;
@@ -140,7 +177,7 @@ http {
 }
 
 /** Go's httputil.ReverseProxy to the container, built from source here (the standard library only: no network needed). */
-async function startGoProxy(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+async function startGoProxy(upstream: string): Promise<Started | null> {
   const go = Bun.which('go') ?? Bun.which('/usr/local/go/bin/go');
   if (!go) return null;
   const dir = await mkdtemp(join(tmpdir(), 'plat-bench-go-'));
@@ -181,7 +218,7 @@ async function runProxy(
   what: string,
   cleanup?: () => Promise<void>,
   probe: { path: string; headers?: HeadersInit } = { path: '' },
-): Promise<{ url: string; stop: () => Promise<void> }> {
+): Promise<Started> {
   const port = await freePort();
   // The token for the Bun socket proxy, which checks it as the gateway does.
   const proc = Bun.spawn(command(port), { stdout: 'ignore', stderr: 'ignore', env: { ...process.env, AUTH_TOKEN: token } });
@@ -189,6 +226,7 @@ async function runProxy(
   await answering(url + probe.path, proc, 5000, what, probe.headers);
   return {
     url,
+    pids: () => [proc.pid],
     stop: async () => {
       proc.kill('SIGTERM');
       await proc.exited;
@@ -198,7 +236,7 @@ async function runProxy(
 }
 
 /** bench/native-proxy, built with cargo (its crates fetched once; the build is kept in ~/.cache/plat). */
-async function startNativeProxy(upstream: string): Promise<{ url: string; stop: () => Promise<void> } | null> {
+async function startNativeProxy(upstream: string): Promise<Started | null> {
   const cargo = Bun.which('cargo') ?? Bun.which(`${process.env.HOME}/.cargo/bin/cargo`);
   if (!cargo) return null;
   const targetDir = join(process.env.HOME || '/root', '.cache', 'plat', 'bench-native-proxy');
@@ -232,7 +270,7 @@ const { key: invokeKey } = await api.json<{ key: { key: string } }>(`/functions/
  * A gateway of this checkout on a port of its own, with metrics and invocation records on (written to
  * a file, as under npm start) or off: the two differ in nothing else, so their ratio is the cost of metrics.
  */
-async function startGateway(metrics: boolean, front = true): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startGateway(metrics: boolean, front = true): Promise<Started> {
   const port = await freePort();
   const logDir = await mkdtemp(join(tmpdir(), 'plat-bench-gateway-'));
   const proc = Bun.spawn([process.execPath, ...GATEWAY_BUN_FLAGS, join(import.meta.dir, '../gateway/main.ts')], {
@@ -251,6 +289,7 @@ async function startGateway(metrics: boolean, front = true): Promise<{ url: stri
   await answering(`${url}/healthz`, proc, 10_000, 'a gateway of the bench');
   return {
     url,
+    pids: () => [proc.pid],
     stop: async () => {
       proc.kill('SIGTERM');
       await proc.exited;
@@ -278,18 +317,37 @@ const socketProxy = await runProxy(
 const withMetrics = await startGateway(true);
 const withoutMetrics = await startGateway(false);
 const withoutFront = await startGateway(true, false);
-const targets: { label: string; url: string; headers: string[] }[] = [
-  { label: 'straight to the container', url: `${direct}/`, headers: [] },
-  ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [] }] : []),
-  ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [] }] : []),
-  ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [] }] : []),
-  { label: SOCKETS, url: `${socketProxy.url}function/${name}`, headers: auth },
+// The container's own process, for its CPU time (the engine's CLI; left out when there is none).
+const inspected = Bun.which('docker')
+  ? Bun.spawnSync(['docker', 'inspect', '-f', '{{.State.Pid}}', state.instances[0]?.containerId ?? ''])
+  : undefined;
+const containerPid = inspected?.exitCode === 0 ? Number(inspected.stdout.toString().trim()) : 0;
+const targets: { label: string; url: string; headers: string[]; pids?: () => number[] }[] = [
+  { label: 'straight to the container', url: `${direct}/`, headers: [], pids: containerPid ? () => [containerPid] : undefined },
+  ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [], pids: nginx.pids }] : []),
+  ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [], pids: goProxy.pids }] : []),
+  ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [], pids: nativeProxy.pids }] : []),
+  { label: SOCKETS, url: `${socketProxy.url}function/${name}`, headers: auth, pids: socketProxy.pids },
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: auth },
-  { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth },
-  { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth },
-  { label: 'gateway, front off', url: `${withoutFront.url}/function/${name}`, headers: auth },
-  { label: 'metrics off, invoke key', url: `${withoutMetrics.url}/function/${name}`, headers: [`Authorization: Bearer ${invokeKey.key}`] },
+  { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth, pids: withMetrics.pids },
+  { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth, pids: withoutMetrics.pids },
+  { label: 'gateway, front off', url: `${withoutFront.url}/function/${name}`, headers: auth, pids: withoutFront.pids },
+  {
+    label: 'metrics off, invoke key',
+    url: `${withoutMetrics.url}/function/${name}`,
+    headers: [`Authorization: Bearer ${invokeKey.key}`],
+    pids: withoutMetrics.pids,
+  },
 ];
+
+/** One wrk run at a target, with the CPU time its processes spent per request when they are known. */
+async function measure(target: (typeof targets)[number], conns: number): Promise<Sample> {
+  const pids = target.pids?.();
+  const before = pids ? cpuTicks(pids) : 0;
+  const sample = await wrk(target.url, conns, target.headers);
+  if (pids && sample.requests > 0) sample.cpuUs = (((cpuTicks(pids) - before) / CLOCK_TICKS) * 1e6) / sample.requests;
+  return sample;
+}
 
 try {
   const skipped = [nginx ? '' : 'nginx', goProxy ? '' : 'Go', nativeProxy ? '' : 'Rust (cargo)'].filter(Boolean);
@@ -299,13 +357,18 @@ try {
   for (const conns of connections) {
     const samples = new Map<string, Sample[]>(targets.map((t) => [t.label, []]));
     for (let round = 0; round < rounds; round++) {
-      for (const target of targets) samples.get(target.label)?.push(await wrk(target.url, conns, target.headers));
+      for (const target of targets) samples.get(target.label)?.push(await measure(target, conns));
     }
-    console.log(`\n-c${conns}                              req/s      p50        p99     errors`);
+    console.log(`\n-c${conns}                              req/s      p50        p99     errors   CPU/request`);
+    const cpuOf = (label: string) => {
+      const values = (samples.get(label) ?? []).flatMap((s) => (s.cpuUs === undefined ? [] : [s.cpuUs]));
+      return values.length ? median(values) : undefined;
+    };
     for (const [label, list] of samples) {
       const rps = median(list.map((s) => s.rps));
+      const cpu = cpuOf(label);
       console.log(
-        `  ${label.padEnd(30)} ${String(Math.round(rps)).padStart(7)} ${`${Math.round(median(list.map((s) => s.p50us)))} µs`.padStart(10)} ${`${Math.round(median(list.map((s) => s.p99us)))} µs`.padStart(10)} ${String(list.reduce((n, s) => n + s.errors, 0)).padStart(6)}`,
+        `  ${label.padEnd(30)} ${String(Math.round(rps)).padStart(7)} ${`${Math.round(median(list.map((s) => s.p50us)))} µs`.padStart(10)} ${`${Math.round(median(list.map((s) => s.p99us)))} µs`.padStart(10)} ${String(list.reduce((n, s) => n + s.errors, 0)).padStart(6)} ${(cpu === undefined ? '—' : `${cpu.toFixed(1)} µs`).padStart(13)}`,
       );
     }
     const rpsOf = (label: string) => median((samples.get(label) ?? []).map((s) => s.rps));
@@ -322,6 +385,15 @@ try {
     if (nativeProxy && nginx)
       console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
     if (nginx) console.log(`  Bun sockets floor / nginx: ${(rpsOf(SOCKETS) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    const cpuRatio = (label: string, reference: string) => {
+      const [a, b] = [cpuOf(label), cpuOf(reference)];
+      return a === undefined || b === undefined ? '—' : (a / b).toFixed(2);
+    };
+    if (nginx) {
+      console.log(
+        `  CPU per request / nginx's: gateway ${cpuRatio('gateway, metrics on', 'nginx (1 worker, keepalive)')} (metrics off ${cpuRatio('gateway, metrics off', 'nginx (1 worker, keepalive)')}), Bun sockets ${cpuRatio(SOCKETS, 'nginx (1 worker, keepalive)')}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, 'nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', 'nginx (1 worker, keepalive)')}` : ''}`,
+      );
+    }
     const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));
     const direct50 = p50('straight to the container');
     const added = (label: string) => `${Math.round(p50(label) - direct50)} µs`;
