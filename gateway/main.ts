@@ -19,7 +19,7 @@ if (!settings.authToken) {
 
 // Lazy: the gateway starts, and warm functions answer, while Temporal is away.
 const { connection, client: temporal } = connectTemporal(settings);
-const { app, invoke, onEvent } = createApp({
+const { app, invoke, onEvent, metrics } = createApp({
   temporal,
   registry: new RegistryApi(settings.registry),
   settings: { ...settings, authToken: settings.authToken },
@@ -52,6 +52,9 @@ const shutdown = async () => {
   invoke.stop();
   await app.stop();
   await connection.close();
+  // The records of the last moments (they are written every 100 ms), out before the process ends.
+  metrics?.flushRecords();
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(0);
 };
 process.on('SIGTERM', shutdown);

@@ -4,7 +4,7 @@ import type { LogRecord } from '../../lib/logs';
 import { SEARCH_ATTRIBUTES, workflowIds } from '../../lib/names';
 import { WORKFLOW_TYPES } from '../../workflows/definitions';
 import { containersOf, deployFolder, functionFolder, invoke, makeIdle, plat } from '../support/functions';
-import { INTEGRATION_TIMEOUT_MS, logText, stack, type TestStack } from '../support/stack';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, logText, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -245,6 +245,22 @@ describe('invocation records and metrics', () => {
     const gatewayLog = await logText(s.dataDir, 'gateway');
     expect(gatewayLog).not.toContain('hunter2');
     expect(gatewayLog).not.toContain(s.token);
+  });
+
+  it('writes the records of the last requests when the gateway stops', async () => {
+    const gateway = await extraGateway(s, {});
+    const requestId = `last-${tag()}`;
+    try {
+      const response = await fetch(`${gateway.url}/function/${name}`, {
+        headers: { authorization: `Bearer ${s.token}`, 'x-request-id': requestId },
+      });
+      expect(response.status).toBe(200);
+      await response.text();
+    } finally {
+      // At once: well inside the 100 ms between two writes of the records.
+      await gateway.stop();
+    }
+    expect(await gateway.log()).toContain(`"requestId":"${requestId}"`);
   });
 
   it('counts invocations at /metrics, behind the token, in a form promtool accepts', async () => {
