@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { PlatError } from '../lib/errors';
+import { setBounded } from './bounded';
 
 /** The management API's check, as a hook: resolves (or returns) when the request may go on. */
 export type TokenCheck = (ctx: { request: Request }) => void | Promise<void>;
@@ -37,8 +38,7 @@ export function createAdminCheck(expected: string): (token: string) => boolean {
     let admin = known.get(token);
     if (admin === undefined) {
       admin = timingSafeEqual(sha256(token), expectedHash);
-      if (known.size >= TOKENS_KEPT) known.delete(known.keys().next().value as string);
-      known.set(token, admin);
+      setBounded(known, token, admin, TOKENS_KEPT);
     }
     return admin;
   };

@@ -2,6 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify } from 'jose';
 import type { Settings } from '../../lib/settings';
+import { setBounded } from '../bounded';
 
 /** What a verified token allows: everything (`admin`), or invoking the functions it names. */
 export interface Grant {
@@ -45,8 +46,7 @@ export function createJwtVerifier(settings: NonNullable<Settings['jwt']>): (toke
       throw error;
     }
     const grant = grantOf(payload);
-    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-    cache.set(token, { grant, until: ((payload.exp as number) + CLOCK_SKEW_SECONDS) * 1000 });
+    setBounded(cache, token, { grant, until: ((payload.exp as number) + CLOCK_SKEW_SECONDS) * 1000 }, CACHE_SIZE);
     return grant;
   };
 }

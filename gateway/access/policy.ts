@@ -1,5 +1,6 @@
 import { PlatError } from '../../lib/errors';
 import type { FunctionState } from '../../lib/types';
+import { setBounded } from '../bounded';
 import { hashKey } from './keys';
 
 /** What the gateway knows of a function's access: public or not, and its keys' hashes. */
@@ -58,8 +59,7 @@ export class AccessPolicy {
     let hash = this.hashes.get(bearer);
     if (hash === undefined) {
       hash = hashKey(bearer);
-      if (this.hashes.size >= HASHES_KEPT) this.hashes.delete(this.hashes.keys().next().value as string);
-      this.hashes.set(bearer, hash);
+      setBounded(this.hashes, bearer, hash, HASHES_KEPT);
     }
     if (!entry?.hashes.has(hash)) throw new PlatError('UNAUTHORIZED', `this token may not invoke ${name}`);
   }
