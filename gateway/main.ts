@@ -1,5 +1,5 @@
 import { RegistryApi } from '../lib/registry-api';
-import { LIMITS, loadSettings } from '../lib/settings';
+import { LIMITS, loadSettings, publicScheme } from '../lib/settings';
 import { createApp } from './app';
 import { InvokeFront } from './invoke/front';
 import { followEvents } from './invoke/worker-link';
@@ -40,7 +40,7 @@ app.listen({
   maxRequestBodySize: 2 * LIMITS.requestBodyBytes,
   tls: front ? undefined : tls,
 });
-const scheme = tls ? 'https' : 'http';
+const scheme = publicScheme(settings);
 const address = front
   ? front.listen(settings.host, settings.port, { hostname: '127.0.0.1', port: app.server?.port ?? 0 }, tls)
   : { hostname: app.server?.hostname, port: app.server?.port };

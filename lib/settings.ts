@@ -230,6 +230,11 @@ function logRetention(value: string | undefined): number {
 }
 
 /** The registry's HTTP base URL: registries on loopback speak plain HTTP. */
+/** The scheme the gateway's clients use: https when it has a certificate (for links and `x-forwarded-proto`). */
+export function publicScheme(settings: Pick<Settings, 'tls'>): 'http' | 'https' {
+  return settings.tls ? 'https' : 'http';
+}
+
 export function registryUrl(registry: string): string {
   return `http://${registry}`;
 }

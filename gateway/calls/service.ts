@@ -8,7 +8,7 @@ import { asyncOf } from '../../lib/function-config';
 import { CALL_ID_PATTERN, functionNameProblem, functionOfCall, isScheduledCall, repositoryPath, workflowIds } from '../../lib/names';
 import { describeSchedules, type ScheduleSummary } from '../../lib/schedules';
 import type { RegistryApi } from '../../lib/registry-api';
-import { parseDuration, type Settings } from '../../lib/settings';
+import { parseDuration, publicScheme, type Settings } from '../../lib/settings';
 import type { CallInput, CallState } from '../../lib/types';
 import { CALL_BODY_LIMIT, callTag } from '../../lib/calls';
 import { callQuery, WORKFLOW_TYPES } from '../../workflows/definitions';
@@ -51,7 +51,7 @@ export class CallsService {
   ) {}
 
   async accept(name: string, request: Request, clientIp: string | undefined): Promise<Response> {
-    const heads = readRequestHeaders(request.headers, clientIp, this.settings.tls ? 'https' : 'http');
+    const heads = readRequestHeaders(request.headers, clientIp, publicScheme(this.settings));
     checkSizesOf(heads.contentLength, heads.bytes);
     const problem = functionNameProblem(name);
     if (problem) throw new PlatError('BAD_REQUEST', problem);

@@ -5,7 +5,7 @@ import type { PlatformEvent } from '../../lib/events';
 import { type LogWriter, platformRecord } from '../../lib/logs';
 import { functionNameProblem, INSTANCE_HEADER, REFUSED_HEADER, VERSION_PATTERN, workflowIds } from '../../lib/names';
 import { scaleOf } from '../../lib/function-config';
-import { ROUTE_REVALIDATE_MS, type Settings } from '../../lib/settings';
+import { publicScheme, ROUTE_REVALIDATE_MS, type Settings } from '../../lib/settings';
 import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
 import { instanceGoneSignal, WORKFLOW_TYPES } from '../../workflows/definitions';
 import type { FunctionsService } from '../functions/service';
@@ -497,7 +497,7 @@ export class InvokeService {
    * read), and either it never reached the function or its method is idempotent. Otherwise 502.
    */
   async invoke(target: string, request: Request, clientIp?: string): Promise<Response> {
-    const heads = readRequestHeaders(request.headers, clientIp, this.settings.tls ? 'https' : 'http');
+    const heads = readRequestHeaders(request.headers, clientIp, publicScheme(this.settings));
     const incoming: Incoming = {
       method: request.method,
       path: functionPath(request.url),
