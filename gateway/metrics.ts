@@ -25,7 +25,7 @@ export interface InvocationRecord {
   requestId: string;
 }
 
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const COLD_START_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30];
 const DEPLOY_BUCKETS = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600];
 /** Invocation records are written in batches, at most this long after their request. */

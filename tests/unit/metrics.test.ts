@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'bun:test';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { GatewayMetrics, type InvocationRecord, writeRecord } from '../../gateway/metrics';
+import { GatewayMetrics, type InvocationRecord, LATENCY_BUCKETS, writeRecord } from '../../gateway/metrics';
 
-const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const FAMILIES = /^(# (HELP|TYPE) )?plat_function_(invocations_total|duration_seconds)/;
 
 /** The lines of the two families counted per invocation, as a registry renders them. */
@@ -31,7 +30,7 @@ describe('invocation metrics', () => {
       name: 'plat_function_duration_seconds',
       help: 'x',
       labelNames: ['function'],
-      buckets: BUCKETS,
+      buckets: LATENCY_BUCKETS,
       registers: [reference],
     });
     const written: string[] = [];
