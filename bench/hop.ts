@@ -22,6 +22,10 @@
  *   - the metrics-off gateway again with an invoke key of the function instead of the admin token,
  *     so the cost of checking a key (hashed, against the gateway's cache) is measured too.
  *
+ * Each target's CPU time per request (user + system of its processes, from /proc: the container's, the
+ * proxies', the gateways the bench starts) is printed beside its throughput, with each proxy's ratio to
+ * nginx's: on a shared machine it drifts far less than requests per second.
+ *
  *   bun bench/hop.ts [--rounds 5] [--seconds 3] [--connections 1,10]
  *
  * Needs wrk and nginx (`apt-get install wrk nginx-light`), Go and cargo; nginx and the Go and Rust
