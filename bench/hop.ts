@@ -53,6 +53,7 @@ const connections = option('--connections', '1,10').split(',').map(Number);
 const name = 'bench-hop';
 const NATIVE = 'Rust hyper, forward only';
 const SOCKETS = 'Bun sockets, header work only';
+const NATIVE_FRONT = 'gateway, native front';
 const api = new Api({ apiUrl, token });
 
 interface Sample {
@@ -274,7 +275,7 @@ const { key: invokeKey } = await api.json<{ key: { key: string } }>(`/functions/
  * A gateway of this checkout on a port of its own, with metrics and invocation records on (written to
  * a file, as under npm start) or off: the two differ in nothing else, so their ratio is the cost of metrics.
  */
-async function startGateway(metrics: boolean, front = true): Promise<Started> {
+async function startGateway(metrics: boolean, front: 'on' | 'off' | 'native' = 'on'): Promise<Started> {
   const port = await freePort();
   const logDir = await mkdtemp(join(tmpdir(), 'plat-bench-gateway-'));
   const proc = Bun.spawn([process.execPath, ...GATEWAY_BUN_FLAGS, join(import.meta.dir, '../gateway/main.ts')], {
@@ -284,7 +285,7 @@ async function startGateway(metrics: boolean, front = true): Promise<Started> {
       PORT: String(port),
       AUTH_TOKEN: token,
       PLAT_METRICS: metrics ? 'on' : 'off',
-      PLAT_INVOKE_FRONT: front ? 'on' : 'off',
+      PLAT_INVOKE_FRONT: front,
     },
     stdout: Bun.file(join(logDir, 'gateway.log')),
     stderr: 'inherit',
@@ -320,7 +321,11 @@ const socketProxy = await runProxy(
 );
 const withMetrics = await startGateway(true);
 const withoutMetrics = await startGateway(false);
-const withoutFront = await startGateway(true, false);
+const withoutFront = await startGateway(true, 'off');
+// The native invoke front (gateway/native), built here if it is not yet (scripts/native-front.sh).
+const built = Bun.spawnSync(['bash', join(import.meta.dir, '../scripts/native-front.sh')], { stdout: 'ignore', stderr: 'inherit' });
+if (built.exitCode !== 0) throw new Error('the native invoke front did not build (scripts/native-front.sh)');
+const withNative = await startGateway(true, 'native');
 // The container's own process, for its CPU time (the engine's CLI; left out when there is none).
 const inspected = Bun.which('docker')
   ? Bun.spawnSync(['docker', 'inspect', '-f', '{{.State.Pid}}', state.instances[0]?.containerId ?? ''])
@@ -336,6 +341,7 @@ const targets: { label: string; url: string; headers: string[]; pids?: () => num
   { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth, pids: withMetrics.pids },
   { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth, pids: withoutMetrics.pids },
   { label: 'gateway, front off', url: `${withoutFront.url}/function/${name}`, headers: auth, pids: withoutFront.pids },
+  { label: NATIVE_FRONT, url: `${withNative.url}/function/${name}`, headers: auth, pids: withNative.pids },
   {
     label: 'metrics off, invoke key',
     url: `${withoutMetrics.url}/function/${name}`,
@@ -385,6 +391,11 @@ try {
     const keyed = rpsOf('metrics off, invoke key');
     console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same gateway, metrics off)`);
     if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    if (nginx) {
+      console.log(
+        `  gateway with the native front / nginx: ${(rpsOf(NATIVE_FRONT) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)} (target ≥ 1.0 at -c10 and -c50)`,
+      );
+    }
     if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
     if (nativeProxy && nginx)
       console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
@@ -395,14 +406,14 @@ try {
     };
     if (nginx) {
       console.log(
-        `  CPU per request / nginx's: gateway ${cpuRatio('gateway, metrics on', 'nginx (1 worker, keepalive)')} (metrics off ${cpuRatio('gateway, metrics off', 'nginx (1 worker, keepalive)')}), Bun sockets ${cpuRatio(SOCKETS, 'nginx (1 worker, keepalive)')}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, 'nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', 'nginx (1 worker, keepalive)')}` : ''}`,
+        `  CPU per request / nginx's: native front ${cpuRatio(NATIVE_FRONT, 'nginx (1 worker, keepalive)')}, gateway ${cpuRatio('gateway, metrics on', 'nginx (1 worker, keepalive)')} (metrics off ${cpuRatio('gateway, metrics off', 'nginx (1 worker, keepalive)')}), Bun sockets ${cpuRatio(SOCKETS, 'nginx (1 worker, keepalive)')}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, 'nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', 'nginx (1 worker, keepalive)')}` : ''}`,
       );
     }
     const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));
     const direct50 = p50('straight to the container');
     const added = (label: string) => `${Math.round(p50(label) - direct50)} µs`;
     console.log(
-      `  p50 added over the container: gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}, Bun sockets ${added(SOCKETS)}`,
+      `  p50 added over the container: native front ${added(NATIVE_FRONT)} (target ≤ 80 µs at -c1), gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}, Bun sockets ${added(SOCKETS)}`,
     );
   }
 } finally {
@@ -413,5 +424,6 @@ try {
   await withMetrics.stop();
   await withoutMetrics.stop();
   await withoutFront.stop();
+  await withNative.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });
 }

@@ -93,7 +93,7 @@ export function createApp({ temporal, registry, settings }: GatewayDeps) {
     if (event.type === 'call-attempt') metrics?.callAttempt(event.name, event.outcome);
     functions.registryGate.onEvent(event);
   };
-  return { app, invoke, functions, onEvent, metrics };
+  return { app, invoke, functions, onEvent, metrics, policy };
 }
 
 /**

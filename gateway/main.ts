@@ -1,7 +1,10 @@
+import { existsSync } from 'node:fs';
 import { RegistryApi } from '../lib/registry-api';
 import { LIMITS, loadSettings, publicScheme } from '../lib/settings';
 import { createApp } from './app';
-import { InvokeFront } from './invoke/front';
+import { behindNative, InvokeFront } from './invoke/front';
+import { NativeFront } from './invoke/native';
+import { shareCounts } from './invoke/pool';
 import { followEvents } from './invoke/worker-link';
 import { connectTemporal } from './temporal';
 
@@ -19,7 +22,22 @@ if (!settings.authToken) {
 
 // Lazy: the gateway starts, and warm functions answer, while Temporal is away.
 const { connection, client: temporal } = connectTemporal(settings);
-const { app, invoke, onEvent, metrics } = createApp({
+// The native front is loaded first: the pools place requests on its counts from the start.
+let native: NativeFront | undefined;
+if (settings.nativeFront === 'required' && settings.tls) {
+  console.log('PLAT_INVOKE_FRONT=native serves plain HTTP only: with TLS, the Bun invoke front takes the port');
+} else if (settings.nativeFront === 'auto' && !settings.tls && !existsSync(settings.nativeFrontLib)) {
+  console.log(`the native invoke front is not built (scripts/native-front.sh, needs cargo): the Bun invoke front takes the port`);
+} else if (settings.nativeFront !== 'off' && !settings.tls) {
+  try {
+    native = NativeFront.load(settings.nativeFrontLib);
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(1);
+  }
+  shareCounts(native.counts);
+}
+const { app, invoke, onEvent, metrics, policy } = createApp({
   temporal,
   registry: new RegistryApi(settings.registry),
   settings: { ...settings, authToken: settings.authToken },
@@ -41,13 +59,40 @@ app.listen({
   tls: front ? undefined : tls,
 });
 const scheme = publicScheme(settings);
-const address = front
-  ? front.listen(settings.host, settings.port, { hostname: '127.0.0.1', port: app.server?.port ?? 0 }, tls)
-  : { hostname: app.server?.hostname, port: app.server?.port };
-console.log(`gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}")`);
+const server = { hostname: '127.0.0.1', port: app.server?.port ?? 0 };
+let address: { hostname?: string; port?: number };
+if (front && native) {
+  // The native front takes the port; the Bun front serves, on loopback, what it does not decide.
+  const behind = front.listen('127.0.0.1', 0, server);
+  behindNative((port) => native.clientOf(port));
+  policy.onChange = (name, entry) => native.access(name, entry);
+  invoke.attachNative(native);
+  try {
+    const port = native.start({
+      hostname: settings.host,
+      port: settings.port,
+      frontPort: behind.port,
+      serverPort: server.port,
+      adminToken: settings.authToken,
+      scheme,
+      headerLimit: LIMITS.headerBytes,
+      metrics: settings.metrics,
+    });
+    address = { hostname: settings.host, port };
+  } catch (error) {
+    console.error(`the native invoke front could not start: ${(error as Error).message}`);
+    process.exit(1);
+  }
+} else {
+  address = front ? front.listen(settings.host, settings.port, server, tls) : { hostname: app.server?.hostname, port: app.server?.port };
+}
+console.log(
+  `gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}"${native ? ', native invoke front' : ''})`,
+);
 
 const shutdown = async () => {
   events.abort();
+  native?.stop();
   front?.stop();
   invoke.stop();
   await app.stop();

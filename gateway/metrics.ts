@@ -125,6 +125,12 @@ export class GatewayMetrics {
     labelNames: ['function'],
     registers: [this.registry],
   });
+  private readonly nativeServed = new Counter({
+    name: 'plat_invoke_native_total',
+    help: 'Invocations the native invoke front served from end to end (PLAT_INVOKE_FRONT=native), of plat_function_invocations_total.',
+    labelNames: ['function'],
+    registers: [this.registry],
+  });
   private readonly deploys = new Counter({
     name: 'plat_deploys_total',
     help: 'Deploys this gateway started, by result (succeeded, failed), counted when they end.',
@@ -202,11 +208,7 @@ export class GatewayMetrics {
 
   /** One answered invocation: counted, timed, and written as a record. */
   invocation(record: InvocationRecord): void {
-    let tally = this.tallies.get(record.function);
-    if (!tally) {
-      tally = { codes: new Map(), buckets: new Float64Array(LATENCY_BUCKETS.length), sum: 0, count: 0 };
-      this.tallies.set(record.function, tally);
-    }
+    const tally = this.tallyOf(record.function);
     tally.codes.set(record.status, (tally.codes.get(record.status) ?? 0) + 1);
     const seconds = record.durationMs / 1000;
     let bucket = 0;
@@ -215,6 +217,36 @@ export class GatewayMetrics {
     tally.sum += seconds;
     tally.count++;
     this.appendRecord(record);
+  }
+
+  /** Invocations the native front served (its own tallies since the last drain, gateway/invoke/native.ts) join this gateway's. */
+  merge(counted: { name: string; codes: [number, number][]; buckets: number[]; sum: number; count: number }): void {
+    const tally = this.tallyOf(counted.name);
+    for (const [code, count] of counted.codes) tally.codes.set(code, (tally.codes.get(code) ?? 0) + count);
+    for (let i = 0; i < tally.buckets.length; i++) (tally.buckets[i] as number) += counted.buckets[i] ?? 0;
+    tally.sum += counted.sum;
+    tally.count += counted.count;
+    this.nativeServed.inc({ function: counted.name }, counted.count);
+  }
+
+  /** Records the native front wrote (whole JSON lines) go out with this gateway's. */
+  appendRecords(lines: Uint8Array): void {
+    if (this.recordsEnd + lines.byteLength > this.records.byteLength) {
+      this.flushRecords();
+      if (lines.byteLength > this.records.byteLength) this.records = Buffer.allocUnsafe(lines.byteLength);
+    }
+    this.records.set(lines, this.recordsEnd);
+    this.recordsEnd += lines.byteLength;
+    this.flushTimer ??= setTimeout(() => this.flushRecords(), RECORDS_FLUSH_MS);
+  }
+
+  private tallyOf(name: string): Tally {
+    let tally = this.tallies.get(name);
+    if (!tally) {
+      tally = { codes: new Map(), buckets: new Float64Array(LATENCY_BUCKETS.length), sum: 0, count: 0 };
+      this.tallies.set(name, tally);
+    }
+    return tally;
   }
 
   coldStart(name: string, seconds: number): void {

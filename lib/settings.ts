@@ -112,6 +112,15 @@ export interface Settings {
    * serves everything from Bun's HTTP server, as with TLS, where the front is not used.
    */
   invokeFront: boolean;
+  /**
+   * Whether the gateway's port is served by the native front (gateway/native, loaded from
+   * `nativeFrontLib`), with the Bun front behind it on loopback for what it does not decide: by
+   * default when the library is built (`auto`), always with PLAT_INVOKE_FRONT=native (`required`),
+   * never with PLAT_INVOKE_FRONT=on (the Bun front alone) or off. Not with TLS, which it does not end.
+   */
+  nativeFront: 'auto' | 'required' | 'off';
+  /** The native front's library (PLAT_NATIVE_FRONT_LIB; scripts/native-front.sh builds it there). */
+  nativeFrontLib: string;
   /** Where the worker serves the Temporal SDK's Prometheus metrics (PLAT_WORKER_METRICS, host:port; "off" for none). */
   workerMetrics?: string;
   /** The gateway serves HTTPS itself with these (TLS_CERT_FILE and TLS_KEY_FILE, PEM; both or neither). */
@@ -138,10 +147,12 @@ function durationSetting(value: string | undefined, fallback: number, what: stri
   return ms;
 }
 
-function onOff(value: string | undefined, fallback: boolean, what: string): boolean {
-  if (value === undefined || value === '') return fallback;
-  if (value === 'on' || value === 'off') return value === 'on';
-  throw new Error(`${what} must be on or off, not "${value}"`);
+/** PLAT_INVOKE_FRONT: unset (the native front when it is built, else the Bun one), native, on (the Bun front) or off. */
+function frontSettings(value: string | undefined): Pick<Settings, 'invokeFront' | 'nativeFront'> {
+  if (value === undefined || value === '') return { invokeFront: true, nativeFront: 'auto' };
+  if (value === 'native') return { invokeFront: true, nativeFront: 'required' };
+  if (value === 'on' || value === 'off') return { invokeFront: value === 'on', nativeFront: 'off' };
+  throw new Error(`PLAT_INVOKE_FRONT must be native, on or off, not "${value}"`);
 }
 
 function positive(value: string | undefined, fallback: number, what: string): number {
@@ -185,7 +196,10 @@ export function loadSettings(env: Record<string, string | undefined> = process.e
     coldStartWaitMs: durationSetting(env.PLAT_COLD_START_WAIT, 60_000, 'PLAT_COLD_START_WAIT'),
     callbackAllowLocal: env.PLAT_CALLBACK_ALLOW_LOCAL === 'true',
     metrics: env.PLAT_METRICS !== 'off',
-    invokeFront: onOff(env.PLAT_INVOKE_FRONT, true, 'PLAT_INVOKE_FRONT'),
+    ...frontSettings(env.PLAT_INVOKE_FRONT),
+    nativeFrontLib:
+      env.PLAT_NATIVE_FRONT_LIB ||
+      `${env.PLAT_CACHE || `${env.XDG_CACHE_HOME || `${env.HOME || '/root'}/.cache`}/plat`}/native-front/release/libplat_front.so`,
     workerMetrics: env.PLAT_WORKER_METRICS === 'off' ? undefined : env.PLAT_WORKER_METRICS || '127.0.0.1:9464',
     tls: tlsFiles(env.TLS_CERT_FILE, env.TLS_KEY_FILE),
     jwt: jwtSettings(env),

@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/infra.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/test-server.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/promtool.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/schemathesis.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/native-front.sh"
 
 # (an if, not `is_running && …`: under set -e a false last test would end the script right here)
 started_before=" "
@@ -28,6 +29,7 @@ ensure_infra
 ensure_test_server
 ensure_promtool
 ensure_schemathesis
+ensure_native_front
 # The TLS tests make their own certificates.
 if ! command -v openssl >/dev/null; then need_root_for openssl; apt_install openssl; fi
 
@@ -61,6 +63,15 @@ else
   node_modules/.bin/biome check . || code=1
   node_modules/.bin/tsc --noEmit -p . || code=1
   if [ "$code" -eq 0 ]; then ok "biome and tsc are clean"; fi
+  # The native front's own tests (its HTTP parsing), in Rust.
+  step "cargo test: gateway/native"
+  if "$CARGO" test --release --quiet --manifest-path gateway/native/Cargo.toml --target-dir "$NATIVE_FRONT_DIR" 2>&1 | tee "$LOG_DIR/native-front-test.log" | grep -E '^test result'; then
+    rust="$(grep -Eo '[0-9]+ passed; [0-9]+ failed' "$LOG_DIR/native-front-test.log" | tail -1)"
+    passed=$((passed + ${rust%% passed*}))
+  else
+    code=1
+    failed=$((failed + 1))
+  fi
   run_bun "unit, workflows, integration, security" tests/unit tests/workflows tests/integration tests/security || code=$?
   run_bun "faults (stop and restart shared parts)" tests/faults || code=$?
 fi

@@ -4,7 +4,7 @@ import { setBounded } from '../bounded';
 import { hashKey } from './keys';
 
 /** What the gateway knows of a function's access: public or not, and its keys' hashes. */
-interface AccessEntry {
+export interface AccessEntry {
   public: boolean;
   hashes: Set<string>;
 }
@@ -24,6 +24,9 @@ export class AccessPolicy {
   private readonly reading = new Map<string, Promise<AccessEntry | 'missing'>>();
   /** Hashes of the tokens seen lately, so a warm request with a key costs a map look-up, not a SHA-256. */
   private readonly hashes = new Map<string, string>();
+
+  /** Told what a function allows each time that changes (the native front decides with it too); undefined: not known. */
+  onChange?: (name: string, entry: AccessEntry | undefined) => void;
 
   constructor(private readonly read: (name: string) => Promise<FunctionState>) {}
 
@@ -47,6 +50,7 @@ export class AccessPolicy {
     if (fresh !== 'missing') {
       entry = this.entries.get(name) ?? { ...fresh, usedAt: Date.now() };
       this.entries.set(name, entry);
+      this.onChange?.(name, entry);
     }
     this.decide(name, entry, bearer);
   }
@@ -74,8 +78,10 @@ export class AccessPolicy {
     const now = Date.now();
     await Promise.all(
       [...this.entries].map(async ([name, entry]) => {
-        if (now - entry.usedAt > FORGET_AFTER_MS) this.entries.delete(name);
-        else await this.refresh(name);
+        if (now - entry.usedAt > FORGET_AFTER_MS) {
+          this.entries.delete(name);
+          this.onChange?.(name, undefined);
+        } else await this.refresh(name);
       }),
     );
   }
@@ -84,8 +90,13 @@ export class AccessPolicy {
   private async refresh(name: string): Promise<void> {
     const fresh = await this.load(name).catch(() => undefined);
     const entry = this.entries.get(name);
-    if (fresh === 'missing') this.entries.delete(name);
-    else if (fresh && entry) Object.assign(entry, fresh);
+    if (fresh === 'missing') {
+      this.entries.delete(name);
+      this.onChange?.(name, undefined);
+    } else if (fresh && entry) {
+      Object.assign(entry, fresh);
+      this.onChange?.(name, entry);
+    }
   }
 
   /** The function's access as its entity says, one read at a time per function; 'missing' when it does not exist. */

@@ -45,14 +45,21 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /** Client addresses of the tunnels open now, by their local port: what the Bun server sees as its peer's port. */
 const tunnelClients = new Map<number, string>();
+/** With the native front (native.ts) before this one: the client a connection from it carries, by its port. */
+let nativeClientOf: ((port: number) => string | undefined) | undefined;
+
+/** The native front's connections to this one and to Bun's server carry its clients' requests: their addresses come from it. */
+export function behindNative(clientOf: (port: number) => string | undefined): void {
+  nativeClientOf = clientOf;
+}
 
 /**
  * The client's address for a request Bun's server took: the front's client when it came through a
- * tunnel, else the peer itself.
+ * tunnel (this front's or the native one's), else the peer itself.
  */
 export function clientAddress(peer: { address: string; port: number } | null | undefined): string | undefined {
   if (!peer) return undefined;
-  return tunnelClients.get(peer.port) ?? peer.address;
+  return tunnelClients.get(peer.port) ?? nativeClientOf?.(peer.port) ?? peer.address;
 }
 
 /** A request the front serves, as read from its head. */
@@ -197,12 +204,15 @@ class Client {
   private ending = false;
   /** The client's address, read once (each read of `remoteAddress` makes a string in native code). */
   readonly address: string;
+  /** A connection from the native front, which carries one client's request after another's. */
+  private readonly viaNative: boolean;
 
   constructor(
     readonly socket: Socket<Client>,
     readonly front: InvokeFront,
   ) {
     this.address = socket.remoteAddress;
+    this.viaNative = nativeClientOf !== undefined && this.address === '127.0.0.1';
   }
 
   onData(data: Buffer): void {
@@ -240,7 +250,8 @@ class Client {
   }
 
   private async serve(parsed: Parsed, body: Buffer | null): Promise<void> {
-    const heads = readRequestHeaders(parsed.headers, this.address, this.front.scheme);
+    const address = this.viaNative ? (nativeClientOf?.(this.socket.remotePort) ?? this.address) : this.address;
+    const heads = readRequestHeaders(parsed.headers, address, this.front.scheme);
     const headOnly = parsed.method === 'HEAD';
     const client = this;
     let controller: AbortController | undefined;

@@ -1,8 +1,38 @@
 import type { ScaleConfig } from '../../lib/function-config';
 import type { FunctionVersion } from '../../lib/types';
 
-/** One instance a request can be sent to, and how many of this gateway's requests it holds now. */
-export interface Route {
+/**
+ * How many requests each instance holds, and how many wait in each pool, by slot: this gateway's own
+ * array, or the native front's (native.ts), which places requests on the same counts from its thread;
+ * hence the Atomics.
+ */
+let counts: Int32Array<ArrayBufferLike> = new Int32Array(1 << 16);
+/** Slots given to a route or a pool now. */
+let owned = new Uint8Array(counts.length);
+let nextSlot = 0;
+
+/** Places requests on counts shared with the native front from now on (before any pool is made). */
+export function shareCounts(shared: Int32Array<ArrayBufferLike>): void {
+  counts = shared;
+  owned = new Uint8Array(shared.length);
+  nextSlot = 0;
+}
+
+/** A slot no route or pool has, and that no request still holds. */
+function takeSlot(): number {
+  for (let tried = 0; tried < counts.length; tried++) {
+    const slot = nextSlot;
+    nextSlot = (nextSlot + 1) % counts.length;
+    if (owned[slot] === 0 && Atomics.load(counts, slot) === 0) {
+      owned[slot] = 1;
+      return slot;
+    }
+  }
+  throw new Error('no free slot for another instance: too many instances in this gateway');
+}
+
+/** What a route is made of: where its instance is and what it runs. */
+export interface RouteTarget {
   /** The pool's key: `name`, or `name@version` for a preview URL. */
   key: string;
   name: string;
@@ -13,8 +43,46 @@ export interface Route {
   instanceId: string;
   url: string;
   timeoutMs: number;
+}
+
+/** One instance a request can be sent to, and how many of this gateway's requests it holds now. */
+export class Route implements RouteTarget {
+  readonly key: string;
+  readonly name: string;
+  readonly version: string;
+  readonly preview: boolean;
+  readonly containerId: string;
+  readonly instanceId: string;
+  readonly url: string;
+  readonly timeoutMs: number;
+  /** Where its count is (see `counts`). */
+  readonly slot = takeSlot();
+
+  constructor(target: RouteTarget) {
+    this.key = target.key;
+    this.name = target.name;
+    this.version = target.version;
+    this.preview = target.preview;
+    this.containerId = target.containerId;
+    this.instanceId = target.instanceId;
+    this.url = target.url;
+    this.timeoutMs = target.timeoutMs;
+  }
+
   /** This gateway's requests on it now, from the moment one is placed until its answer's headers arrive. */
-  active: number;
+  get active(): number {
+    return Atomics.load(counts, this.slot);
+  }
+
+  /** A request placed on it gives its place back. */
+  release(): void {
+    Atomics.sub(counts, this.slot, 1);
+  }
+
+  /** No longer routed to: its slot is free once the requests it holds are done. */
+  retire(): void {
+    owned[this.slot] = 0;
+  }
 }
 
 /** What wakes a request waiting for a place: a place, `again` (the pool changed: look again), or why it cannot have one. */
@@ -30,6 +98,8 @@ export type Wake = Route | 'again' | Error;
  */
 export class Pool {
   readonly instances: Route[] = [];
+  /** Where the count of its waiting requests is (see `counts`): the native front sends requests to the gateway while any wait. */
+  readonly slot = takeSlot();
   /** Starts under way from this gateway. */
   starting = 0;
   private readonly waiters: Array<(wake: Wake) => void> = [];
@@ -50,19 +120,25 @@ export class Pool {
 
   /** A place on the instance with the fewest requests, or undefined when every one is at its concurrency. */
   acquire(): Route | undefined {
-    let best: Route | undefined;
-    for (const route of this.instances) if (route.active < this.scale.concurrency && (!best || route.active < best.active)) best = route;
-    if (best) best.active++;
-    return best;
+    for (;;) {
+      let best: Route | undefined;
+      let least = 0;
+      for (const route of this.instances) {
+        const active = Atomics.load(counts, route.slot);
+        if (active < this.scale.concurrency && (!best || active < least)) {
+          best = route;
+          least = active;
+        }
+      }
+      // The native front may have taken the place meanwhile: look again.
+      if (!best || Atomics.compareExchange(counts, best.slot, least, least + 1) === least) return best;
+    }
   }
 
   /** Gives a place back; the request that waited longest takes it. */
   release(route: Route): void {
-    route.active--;
-    if (this.waiters.length > 0 && this.instances.includes(route)) {
-      const place = this.acquire();
-      if (place) this.waiters.shift()?.(place);
-    }
+    route.release();
+    if (this.waiters.length > 0 && this.instances.includes(route)) this.hand();
   }
 
   /** Whether one more instance should start for the requests waiting: they are more than those starting will take, and the pool is below max. */
@@ -82,50 +158,72 @@ export class Pool {
       wake = resolve;
     });
     this.waiters.push(wake);
+    this.counted();
     return {
       promise,
       cancel: () => {
         const at = this.waiters.indexOf(wake);
         if (at >= 0) this.waiters.splice(at, 1);
+        this.counted();
       },
     };
   }
 
-  /** An instance joined: the waiting requests take its places, in order. */
-  add(route: Route): void {
-    if (this.instances.some((r) => r.containerId === route.containerId)) return;
-    this.instances.push(route);
+  /** An instance joins (no-op when it is in already): the waiting requests take its places, in order. */
+  add(target: RouteTarget): boolean {
+    if (this.instances.some((r) => r.containerId === target.containerId)) return false;
+    this.instances.push(new Route(target));
     this.hand();
+    return true;
   }
 
   /** An instance left: requests on it end on their own; none is placed on it again. */
   remove(containerId: string): boolean {
     const at = this.instances.findIndex((r) => r.containerId === containerId);
     if (at < 0) return false;
-    this.instances.splice(at, 1);
+    this.instances.splice(at, 1)[0]?.retire();
     return true;
+  }
+
+  /** The pool is no longer used: its waiting requests look again, and its slots are free once their requests are done. */
+  close(): void {
+    this.wakeAll();
+    for (const route of this.instances) route.retire();
+    owned[this.slot] = 0;
+  }
+
+  /** Tells the native front how many requests wait here. */
+  private counted(): void {
+    Atomics.store(counts, this.slot, this.waiters.length);
   }
 
   /** Hands free places to waiting requests, then wakes the rest to look again (a start ended, the pool was dropped). */
   wakeAll(): void {
     this.hand();
-    for (const wake of this.waiters.splice(0)) wake('again');
+    const waiters = this.waiters.splice(0);
+    this.counted();
+    for (const wake of waiters) wake('again');
   }
 
   /** A start failed and nothing else can serve: every waiting request ends with its error. */
   fail(error: Error): void {
-    for (const wake of this.waiters.splice(0)) wake(error);
+    const waiters = this.waiters.splice(0);
+    this.counted();
+    for (const wake of waiters) wake(error);
   }
 
   get waiting(): number {
     return this.waiters.length;
   }
 
-  private hand(): void {
+  /** Hands free places to waiting requests (also when the native front gave one back: see InvokeService's tick). */
+  hand(): void {
     while (this.waiters.length > 0) {
       const place = this.acquire();
       if (!place) break;
-      this.waiters.shift()?.(place);
+      const wake = this.waiters.shift();
+      this.counted();
+      wake?.(place);
     }
   }
 }

@@ -16,6 +16,7 @@ import type { GatewayMetrics, StartKind } from '../metrics';
 import { acceptsConnections } from './liveness';
 import { REQUEST_ID_HEADER } from './request-id';
 import { checkSizesOf } from '../limits';
+import type { NativeEvents, NativeFront } from './native';
 import { Pool, type Route, type Wake } from './pool';
 import { type Answer, answerHeader, toResponse, type UpstreamCall, type UpstreamError, Upstreams } from './upstream';
 import { UsageReports } from './usage';
@@ -23,6 +24,8 @@ import { resumeContainer } from './worker-link';
 
 export type { Route } from './pool';
 
+/** How often what the native front did is drained (its records and use reports wait at most this long). */
+const DRAIN_MS = 25;
 /** How often a request still waiting for its answer checks that its container is still there. */
 const LIVENESS_MS = 1000;
 /** How often the ticker looks at the requests in flight: the grain of timeouts and of noticing a client gone. */
@@ -152,6 +155,9 @@ export class InvokeService {
   /** The one timer of the requests in flight (see tick). */
   private ticker?: ReturnType<typeof setInterval>;
   private readonly upstreams = new Upstreams(isForwardedAnswerHeader);
+  /** The native front (PLAT_INVOKE_FRONT=native), told of every pool, and drained of what it did. */
+  private native?: NativeFront;
+  private drainer?: ReturnType<typeof setInterval>;
 
   constructor(
     private readonly temporal: Client,
@@ -172,9 +178,55 @@ export class InvokeService {
 
   private drop(key: string): void {
     const pool = this.pools.get(key);
+    if (!pool) return;
     this.pools.delete(key);
-    pool?.wakeAll();
+    this.native?.unpool(key);
+    pool.close();
   }
+
+  /** Tells the native front a pool as it is now (no-op without one, or when nothing changed). */
+  private publish(pool: Pool): void {
+    if (this.native && this.pools.get(pool.key) === pool) this.native.pool(pool, (containerId) => this.paused.has(containerId));
+  }
+
+  private publishContaining(containerId: string): void {
+    if (!this.native) return;
+    for (const pool of this.pools.values()) if (pool.instances.some((r) => r.containerId === containerId)) this.publish(pool);
+  }
+
+  /**
+   * Serves with the native front: it is told of every pool from now on, and what it did is drained
+   * every DRAIN_MS (counted, recorded, and told to entities as the gateway's own requests are).
+   */
+  attachNative(native: NativeFront): void {
+    this.native = native;
+    for (const pool of this.pools.values()) this.publish(pool);
+    this.drainer = setInterval(() => {
+      native.drain(this.nativeEvents);
+      // A place the native front gave back in a pool where requests wait (it does not wake them).
+      for (const pool of this.pools.values()) if (pool.waiting > 0) pool.hand();
+    }, DRAIN_MS);
+  }
+
+  private readonly nativeEvents: NativeEvents = {
+    tally: (tally) => this.metrics?.merge(tally),
+    records: (lines) => this.metrics?.appendRecords(lines),
+    used: (name, containerId) => this.usage.record(name, containerId),
+    gone: (containerId, _key, name) => {
+      this.forget(containerId);
+      this.reportGone({ name, containerId });
+    },
+    timedOut: (name, containerId, version, requestId, timeoutMs) => {
+      this.logs.append(
+        name,
+        platformRecord(`request timed out: no answer within ${timeoutMs / 1000} s (raise "timeout" in function.json)`, {
+          containerId,
+          version,
+          requestId,
+        }),
+      );
+    },
+  };
 
   /** This gateway's requests on a container now (`plat describe` shows them by instance). */
   requestsOn(containerId: string): number {
@@ -206,9 +258,11 @@ export class InvokeService {
         this.paused.add(event.containerId);
         // Requests that reached it just as it was paused wait in its socket: resume it for them.
         if (this.inFlight.has(event.containerId)) this.resume(event.containerId).catch(() => {});
+        this.publishContaining(event.containerId);
         break;
       case 'instance-resumed':
         this.paused.delete(event.containerId);
+        this.publishContaining(event.containerId);
         break;
     }
   }
@@ -220,9 +274,12 @@ export class InvokeService {
    */
   forget(containerId: string, diedAt?: number): void {
     this.markGone(containerId);
+    this.native?.forget(containerId);
     for (const pool of [...this.pools.values()]) {
+      if (!pool.remove(containerId)) continue;
       // A pool left with nothing running or starting is read again from the entity by its next request.
-      if (pool.remove(containerId) && pool.instances.length === 0 && pool.starting === 0) this.drop(pool.key);
+      if (pool.instances.length === 0 && pool.starting === 0) this.drop(pool.key);
+      else this.publish(pool);
     }
     if (diedAt === undefined) return;
     for (const exchange of this.inFlight.get(containerId) ?? []) {
@@ -238,7 +295,11 @@ export class InvokeService {
    */
   private retire(containerId: string): void {
     this.markGone(containerId);
-    for (const pool of this.pools.values()) if (pool.remove(containerId)) pool.wakeAll();
+    for (const pool of this.pools.values()) {
+      if (!pool.remove(containerId)) continue;
+      this.publish(pool);
+      pool.wakeAll();
+    }
   }
 
   /** Keeps a container from being routed to again (an entity read that predates its going included). */
@@ -255,6 +316,8 @@ export class InvokeService {
   }
 
   stop(): void {
+    clearInterval(this.drainer);
+    this.native?.drain(this.nativeEvents);
     clearInterval(this.timer);
     clearInterval(this.ticker);
     this.ticker = undefined;
@@ -288,12 +351,13 @@ export class InvokeService {
       if (!live.some((i) => i.containerId === route.containerId) && !this.unconfirmed.has(route.containerId))
         pool.remove(route.containerId);
     for (const instance of live) this.join(pool, instance);
+    this.publish(pool);
   }
 
   /** An instance of the entity's joins the pool (no-op when it is in already). */
   private join(pool: Pool, instance: Instance): void {
     if (instance.state === 'paused') this.paused.add(instance.containerId);
-    pool.add({
+    const added = pool.add({
       key: pool.key,
       name: pool.name,
       version: pool.version,
@@ -302,8 +366,8 @@ export class InvokeService {
       instanceId: instance.instanceId,
       url: instance.url,
       timeoutMs: pool.timeoutMs,
-      active: 0,
     });
+    if (added) this.publish(pool);
   }
 
   /** The pool of `name` or `name@version`, read from the entity once however many requests ask. */
@@ -330,8 +394,9 @@ export class InvokeService {
     const instances = state.instances
       .filter((i) => i.version === target.version && !this.gone.has(i.containerId))
       .sort((a, b) => Number(b.state === 'running') - Number(a.state === 'running') || b.lastUsedAt.localeCompare(a.lastUsedAt));
-    for (const instance of instances) this.join(pool, instance);
     this.pools.set(key, pool);
+    for (const instance of instances) this.join(pool, instance);
+    this.publish(pool);
     return pool;
   }
 
@@ -631,11 +696,11 @@ export class InvokeService {
   private release(route: Route): void {
     const pool = this.pools.get(route.key);
     if (pool) pool.release(route);
-    else route.active--;
+    else route.release();
   }
 
   /** Tells the function's entity that an instance stopped answering, so no one is routed to it again. */
-  private reportGone(route: Route): void {
+  private reportGone(route: { name: string; containerId: string }): void {
     this.temporal.workflow
       .getHandle(workflowIds.entity(route.name))
       .signal(instanceGoneSignal, route.containerId)

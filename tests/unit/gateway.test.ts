@@ -186,10 +186,16 @@ describe('settings', () => {
     }
   });
 
-  it('turns the invoke front on by default, off with PLAT_INVOKE_FRONT=off, and refuses anything else', () => {
-    expect(loadSettings({}).invokeFront).toBe(true);
-    expect(loadSettings({ PLAT_INVOKE_FRONT: 'off' }).invokeFront).toBe(false);
-    expect(() => loadSettings({ PLAT_INVOKE_FRONT: 'no' })).toThrow('PLAT_INVOKE_FRONT must be on or off, not "no"');
+  it('serves the port with the native front when it is built, the Bun one with PLAT_INVOKE_FRONT=on, neither with off, and refuses anything else', () => {
+    const front = (value?: string) => {
+      const { invokeFront, nativeFront } = loadSettings(value === undefined ? {} : { PLAT_INVOKE_FRONT: value });
+      return { invokeFront, nativeFront };
+    };
+    expect(front()).toEqual({ invokeFront: true, nativeFront: 'auto' });
+    expect(front('native')).toEqual({ invokeFront: true, nativeFront: 'required' });
+    expect(front('on')).toEqual({ invokeFront: true, nativeFront: 'off' });
+    expect(front('off')).toEqual({ invokeFront: false, nativeFront: 'off' });
+    expect(() => loadSettings({ PLAT_INVOKE_FRONT: 'no' })).toThrow('PLAT_INVOKE_FRONT must be native, on or off, not "no"');
   });
 });
 

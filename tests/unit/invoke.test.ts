@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'bun:test';
 import { gzipSync } from 'node:zlib';
 import { Client, Connection } from '@temporalio/client';
 import type { FunctionsService } from '../../gateway/functions/service';
-import { Pool, type Route } from '../../gateway/invoke/pool';
+import { Pool, type Route, type RouteTarget, shareCounts } from '../../gateway/invoke/pool';
 import { InvokeService } from '../../gateway/invoke/service';
 import { PlatError } from '../../lib/errors';
 import { loadSettings } from '../../lib/settings';
@@ -264,7 +264,7 @@ describe('a container the worker reports dead', () => {
 });
 
 describe('a pool of instances', () => {
-  const route = (containerId: string): Route => ({
+  const route = (containerId: string): RouteTarget => ({
     key: 'fn',
     name: 'fn',
     version: 'v1',
@@ -273,7 +273,6 @@ describe('a pool of instances', () => {
     instanceId: containerId,
     url: 'http://unused',
     timeoutMs: 1000,
-    active: 0,
   });
   const version = { version: 'v1' } as FunctionVersion;
 
@@ -284,6 +283,28 @@ describe('a pool of instances', () => {
     const placed = [pool.acquire(), pool.acquire(), pool.acquire(), pool.acquire()].map((r) => r?.containerId);
     expect(placed.sort()).toEqual(['a', 'a', 'b', 'b']);
     expect(pool.acquire()).toBeUndefined();
+  });
+
+  it('shares its counts with the native front: a place taken there is not given here, and waiting requests are seen there', () => {
+    const shared = new Int32Array(1 << 16);
+    shareCounts(shared);
+    try {
+      const pool = new Pool('fn', 'fn', version, false, 1000, { concurrency: 1, max: 2, queue: 1 });
+      pool.add(route('a'));
+      pool.add(route('b'));
+      const [a] = pool.instances as [Route];
+      // The native front's thread takes a's place.
+      Atomics.add(shared, a.slot, 1);
+      expect(pool.acquire()?.containerId).toBe('b');
+      expect(pool.acquire()).toBeUndefined();
+      const waiter = pool.wait();
+      expect(shared[pool.slot]).toBe(1);
+      waiter.cancel();
+      expect(shared[pool.slot]).toBe(0);
+      expect(a.active).toBe(1);
+    } finally {
+      shareCounts(new Int32Array(1 << 16));
+    }
   });
 
   it('hands a freed place to the request that waited longest', async () => {

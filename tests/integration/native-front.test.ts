@@ -1,0 +1,238 @@
+import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
+import type { LogRecord } from '../../lib/logs';
+import type { FunctionState } from '../../lib/types';
+import { containersOf, deployFolder, functionFolder } from '../support/functions';
+import { rawConnection } from '../support/raw-http';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+import { waitFor } from '../support/wait';
+
+setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
+
+/**
+ * The native invoke front (gateway/native, PLAT_INVOKE_FRONT=native) serving warm requests itself:
+ * who may call, timeouts, clients that leave, streamed and large answers, and places on instances
+ * shared with the gateway's pools (scale-out and the queue). front.test.ts checks that it answers
+ * on the wire as the Bun front does.
+ */
+
+const HANDLER = `let holding = 0;
+let most = 0;
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === '/slow') {
+      await new Promise((resolve) => setTimeout(resolve, Number(url.searchParams.get('ms') ?? 3000)));
+      return new Response('late');
+    }
+    if (url.pathname === '/stream') {
+      const encoder = new TextEncoder();
+      return new Response(new ReadableStream({
+        async start(controller) {
+          for (const part of ['one ', 'two ', 'three']) {
+            controller.enqueue(encoder.encode(part));
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          controller.close();
+        },
+      }));
+    }
+    if (url.pathname === '/big') return new Response('x'.repeat(3 * 1024 * 1024));
+    if (url.pathname === '/hold') {
+      holding++;
+      most = Math.max(most, holding);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      holding--;
+      return Response.json({ instance: process.env.PLAT_INSTANCE_ID, most });
+    }
+    return Response.json({ path: url.pathname, body: await request.text(), forwardedFor: request.headers.get('x-forwarded-for') });
+  },
+};
+`;
+
+let s: TestStack;
+let gateway: Awaited<ReturnType<typeof extraGateway>>;
+let name: string;
+const deployed: string[] = [];
+
+async function deploy(suffix: string, config: Record<string, unknown> = {}): Promise<string> {
+  const fn = s.name(suffix);
+  await deployFolder(s, await functionFolder(fn, { 'index.ts': HANDLER }, config));
+  deployed.push(fn);
+  return fn;
+}
+
+const admin = () => ({ authorization: `Bearer ${s.token}` });
+const call = (fn: string, path = '', init: RequestInit = {}) =>
+  fetch(`${gateway.url}/function/${fn}${path}`, { ...init, headers: { ...admin(), ...(init.headers as Record<string, string>) } });
+
+/** The native gateway's `plat_invoke_native_total` for a function: the invocations it served itself. */
+async function servedNatively(fn: string): Promise<number> {
+  const metrics = await (await fetch(`${gateway.url}/metrics`, { headers: admin() })).text();
+  const match = new RegExp(`^plat_invoke_native_total\\{function="${fn}"\\} (\\d+)$`, 'm').exec(metrics);
+  return match ? Number(match[1]) : 0;
+}
+
+beforeAll(async () => {
+  s = await stack();
+  gateway = await extraGateway(s, { PLAT_INVOKE_FRONT: 'native' });
+  name = await deploy('native', { timeout: 1 });
+  // The first request reads the function's pool (through the gateway); the native front has it from then on.
+  expect((await call(name)).status).toBe(200);
+}, INTEGRATION_TIMEOUT_MS);
+
+afterAll(async () => {
+  await gateway?.stop();
+  for (const fn of deployed) await s.api.request(`/functions/${fn}`, { method: 'DELETE' });
+});
+
+describe('the native invoke front', () => {
+  it('serves warm requests itself: counted, recorded, the body and the client address passed on', async () => {
+    const before = await servedNatively(name);
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const response = await call(name, `/n${i}?q=1`, { method: 'POST', body: `body ${i}`, headers: { 'x-request-id': `native-${i}` } });
+        expect(response.headers.get('x-request-id')).toBe(`native-${i}`);
+        return (await response.json()) as { path: string; body: string; forwardedFor: string };
+      }),
+    );
+    expect(answers.map((a) => a.body)).toEqual(Array.from({ length: 20 }, (_, i) => `body ${i}`));
+    expect(answers.every((a) => a.forwardedFor === '127.0.0.1')).toBe(true);
+    // Drained every few milliseconds into the gateway's own metrics and records.
+    await waitFor('the invocations counted', 5_000, async () => (await servedNatively(name)) >= before + 20);
+    await waitFor('their records in the gateway log', 5_000, async () => {
+      const records = (await gateway.log()).split('\n').filter((line) => line.includes('"requestId":"native-7"'));
+      if (records.length === 0) return false;
+      expect(JSON.parse(records[0] as string)).toMatchObject({
+        function: name,
+        method: 'POST',
+        path: '/n7',
+        status: 200,
+        start: 'warm',
+        bytesIn: 6,
+      });
+      return true;
+    });
+  });
+
+  it('answers 504 in the JSON error shape when the function passes its timeout, and logs it', async () => {
+    const before = await servedNatively(name);
+    const response = await call(name, '/slow?ms=3000', { headers: { 'x-request-id': 'native-late' } });
+    expect(response.status).toBe(504);
+    expect(response.headers.get('x-plat-error')).toBe('UPSTREAM_TIMEOUT');
+    expect(response.headers.get('x-request-id')).toBe('native-late');
+    expect(await response.json()).toEqual({
+      error: { code: 'UPSTREAM_TIMEOUT', message: `function ${name} did not answer within its timeout of 1 s` },
+    });
+    await waitFor('the timeout in the function log', 15_000, async () => {
+      const log = await (await s.api.request(`/functions/${name}/logs?tail=1000`)).text();
+      return log
+        .split('\n')
+        .filter(Boolean)
+        .some((line) => {
+          const record = JSON.parse(line) as LogRecord;
+          return record.stream === 'plat' && record.requestId === 'native-late' && record.text.includes('request timed out');
+        });
+    });
+    expect(await servedNatively(name)).toBeGreaterThan(before);
+  });
+
+  it('ends a warm request at once when its client goes away (499), freeing its place', async () => {
+    const slow = await deploy('native-slow', { timeout: 60 });
+    expect((await call(slow)).status).toBe(200);
+    const inFlight = async () =>
+      ((await (await fetch(`${gateway.url}/functions/${slow}`, { headers: admin() })).json()) as { function: FunctionState }).function
+        .instances[0]?.inFlight ?? 0;
+    const connection = await rawConnection(gateway.url);
+    try {
+      connection.send(`GET /function/${slow}/slow?ms=20000 HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`);
+      await waitFor('the request at the function', 30_000, async () => (await inFlight()) === 1);
+      connection.close();
+      await waitFor('the request to end', 10_000, async () => (await inFlight()) === 0);
+      await waitFor('the 499 counted', 5_000, async () => {
+        const metrics = await (await fetch(`${gateway.url}/metrics`, { headers: admin() })).text();
+        return new RegExp(`^plat_function_invocations_total\\{function="${slow}",code="499"\\} 1$`, 'm').test(metrics);
+      });
+    } finally {
+      connection.close();
+    }
+  });
+
+  it('lets an invoke key call, and stops it as soon as it is revoked', async () => {
+    const { key } = await s.api.json<{ key: { id: string; key: string } }>(`/functions/${name}/keys`, { method: 'POST' });
+    const withKey = () => fetch(`${gateway.url}/function/${name}`, { headers: { authorization: `Bearer ${key.key}` } });
+    const before = await servedNatively(name);
+    for (let i = 0; i < 5; i++) expect((await withKey()).status).toBe(200);
+    await waitFor('keyed requests served natively', 5_000, async () => (await servedNatively(name)) >= before + 4);
+    const wrong = await fetch(`${gateway.url}/function/${name}`, { headers: { authorization: `Bearer ${key.key}x` } });
+    expect(wrong.status).toBe(401);
+    // Revoked through this gateway: it reads the function's access again at once.
+    expect((await fetch(`${gateway.url}/functions/${name}/keys/${key.id}`, { method: 'DELETE', headers: admin() })).status).toBe(200);
+    const revoked = await withKey();
+    expect(revoked.status).toBe(401);
+    expect(((await revoked.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
+  });
+
+  it('streams an answer as it comes, and relays a large one whole', async () => {
+    const streamed = await call(name, '/stream');
+    expect(streamed.headers.get('transfer-encoding')).toBe('chunked');
+    const reader = (streamed.body as ReadableStream<Uint8Array>).getReader();
+    const first = await reader.read();
+    // The first part arrives before the function has written the rest (200 ms later).
+    expect(new TextDecoder().decode(first.value)).toBe('one ');
+    let rest = '';
+    for (let part = await reader.read(); !part.done; part = await reader.read()) rest += new TextDecoder().decode(part.value);
+    expect(rest).toBe('two three');
+    const big = await call(name, '/big');
+    expect(big.headers.get('content-length')).toBe(String(3 * 1024 * 1024));
+    expect((await big.text()).length).toBe(3 * 1024 * 1024);
+    expect((await call(name, '/after')).status).toBe(200);
+  });
+});
+
+describe('the native invoke front and a container removed while it serves', () => {
+  it.each(['GET', 'POST'])('sends the next %s to a new container, which answers it', async (method) => {
+    const fn = await deploy(`native-removed-${method.toLowerCase()}`);
+    const body = method === 'POST' ? 'payload' : undefined;
+    expect((await call(fn, '/r', { method, body })).status).toBe(200);
+    for (let round = 0; round < 3; round++) {
+      const [container] = (await containersOf(s, fn)).filter((c) => c.State === 'running');
+      await s.docker.getContainer(container?.Id ?? '').remove({ force: true });
+      // No wait: the request right after the removal is answered by a new container.
+      const response = await call(fn, '/r', { method, body });
+      expect(response.status).toBe(200);
+      expect(((await response.json()) as { body: string }).body).toBe(body ?? '');
+      const running = (await containersOf(s, fn)).filter((c) => c.State === 'running').map((c) => c.Id);
+      expect(running).not.toContain(container?.Id);
+    }
+  });
+});
+
+describe('the native invoke front placing requests with the gateway', () => {
+  const hold = (fn: string) => call(fn, '/hold');
+
+  it('runs 3 instances for 12 concurrent requests on concurrency 1, max 3, never two at once on one', async () => {
+    const fn = await deploy('native-scale', { scale: { concurrency: 1, max: 3, pauseAfter: 0, stopAfter: 0 } });
+    expect((await hold(fn)).status).toBe(200);
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const response = await hold(fn);
+        expect(response.status).toBe(200);
+        return (await response.json()) as { instance: string; most: number };
+      }),
+    );
+    expect(new Set(answers.map((a) => a.instance)).size).toBe(3);
+    expect(Math.max(...answers.map((a) => a.most))).toBe(1);
+    expect((await containersOf(s, fn)).filter((c) => c.State === 'running')).toHaveLength(3);
+  });
+
+  it('answers the fourth concurrent request 429 with max 1 and queue 2', async () => {
+    const fn = await deploy('native-queue', { scale: { concurrency: 1, max: 1, queue: 2, pauseAfter: 0, stopAfter: 0 } });
+    expect((await hold(fn)).status).toBe(200);
+    const responses = await Promise.all(Array.from({ length: 4 }, () => hold(fn)));
+    const statuses = responses.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 200, 200, 429]);
+    const tooMany = responses.find((r) => r.status === 429) as Response;
+    expect(tooMany.headers.get('retry-after')).toBe('1');
+    await Promise.all(responses.map((r) => r.text()));
+  });
+});
