@@ -14,12 +14,14 @@
  *   - a proxy on Bun's own TCP sockets on both sides, with the gateway's header work per request
  *     and nothing else (bench/bun-socket-proxy.ts): the floor of the hop on Bun once neither side
  *     makes a Request or a Response,
- *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on),
- *   - three more gateways of this checkout that the bench starts alike: one with metrics and
- *     invocation records on, one with PLAT_METRICS=off, and one with PLAT_INVOKE_FRONT=off (Bun's HTTP
- *     server takes the port), so the cost of metrics and the gain of the invoke front are measured in
- *     the same run;
- *   - the metrics-off gateway again with an invoke key of the function instead of the admin token,
+ *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on: the
+ *     native invoke front when it is built, as by default),
+ *   - four more gateways of this checkout that the bench starts alike: one with the native invoke
+ *     front (PLAT_INVOKE_FRONT=native, gateway/native: the figure held to nginx), and three with the
+ *     Bun front (PLAT_INVOKE_FRONT=on): metrics and invocation records on, PLAT_METRICS=off, and
+ *     PLAT_INVOKE_FRONT=off (Bun's HTTP server takes the port), so the cost of metrics and the gains
+ *     of the fronts are measured in the same run;
+ *   - the metrics-off Bun-front gateway again with an invoke key of the function instead of the admin token,
  *     so the cost of checking a key (hashed, against the gateway's cache) is measured too.
  *
  * Each target's CPU time per request (user + system of its processes, from /proc: the container's, the
@@ -338,12 +340,12 @@ const targets: { label: string; url: string; headers: string[]; pids?: () => num
   ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [], pids: nativeProxy.pids }] : []),
   { label: SOCKETS, url: `${socketProxy.url}function/${name}`, headers: auth, pids: socketProxy.pids },
   { label: 'plat gateway', url: `${apiUrl}/function/${name}`, headers: auth },
-  { label: 'gateway, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth, pids: withMetrics.pids },
-  { label: 'gateway, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth, pids: withoutMetrics.pids },
-  { label: 'gateway, front off', url: `${withoutFront.url}/function/${name}`, headers: auth, pids: withoutFront.pids },
+  { label: 'Bun front, metrics on', url: `${withMetrics.url}/function/${name}`, headers: auth, pids: withMetrics.pids },
+  { label: 'Bun front, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth, pids: withoutMetrics.pids },
+  { label: 'Bun server, front off', url: `${withoutFront.url}/function/${name}`, headers: auth, pids: withoutFront.pids },
   { label: NATIVE_FRONT, url: `${withNative.url}/function/${name}`, headers: auth, pids: withNative.pids },
   {
-    label: 'metrics off, invoke key',
+    label: 'Bun front, invoke key',
     url: `${withoutMetrics.url}/function/${name}`,
     headers: [`Authorization: Bearer ${invokeKey.key}`],
     pids: withoutMetrics.pids,
@@ -382,20 +384,21 @@ try {
       );
     }
     const rpsOf = (label: string) => median((samples.get(label) ?? []).map((s) => s.rps));
-    const on = rpsOf('gateway, metrics on');
-    const off = rpsOf('gateway, metrics off');
+    const on = rpsOf('Bun front, metrics on');
+    const off = rpsOf('Bun front, metrics off');
     console.log(
-      `  invoke front on / off: ${(on / rpsOf('gateway, front off')).toFixed(3)} (two gateways alike but for PLAT_INVOKE_FRONT, metrics on)`,
+      `  Bun front on / off: ${(on / rpsOf('Bun server, front off')).toFixed(3)} (two gateways alike but for PLAT_INVOKE_FRONT=on/off, metrics on)`,
     );
-    console.log(`  metrics on / off: ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
-    const keyed = rpsOf('metrics off, invoke key');
-    console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same gateway, metrics off)`);
+    console.log(`  metrics on / off (Bun front): ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
+    const keyed = rpsOf('Bun front, invoke key');
+    console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same Bun-front gateway, metrics off)`);
     if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
     if (nginx) {
       console.log(
-        `  gateway with the native front / nginx: ${(rpsOf(NATIVE_FRONT) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)} (target ≥ 1.0 at -c10 and -c50)`,
+        `  gateway with the native front / nginx: ${(rpsOf(NATIVE_FRONT) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)} (target ≥ 1.0 at -c10 and -c50); with the Bun front: ${(on / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`,
       );
     }
+    console.log(`  native front / Bun front: ${(rpsOf(NATIVE_FRONT) / on).toFixed(2)} (metrics on both)`);
     if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
     if (nativeProxy && nginx)
       console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
@@ -406,7 +409,7 @@ try {
     };
     if (nginx) {
       console.log(
-        `  CPU per request / nginx's: native front ${cpuRatio(NATIVE_FRONT, 'nginx (1 worker, keepalive)')}, gateway ${cpuRatio('gateway, metrics on', 'nginx (1 worker, keepalive)')} (metrics off ${cpuRatio('gateway, metrics off', 'nginx (1 worker, keepalive)')}), Bun sockets ${cpuRatio(SOCKETS, 'nginx (1 worker, keepalive)')}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, 'nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', 'nginx (1 worker, keepalive)')}` : ''}`,
+        `  CPU per request / nginx's: native front ${cpuRatio(NATIVE_FRONT, 'nginx (1 worker, keepalive)')}, Bun front ${cpuRatio('Bun front, metrics on', 'nginx (1 worker, keepalive)')} (metrics off ${cpuRatio('Bun front, metrics off', 'nginx (1 worker, keepalive)')}), Bun sockets ${cpuRatio(SOCKETS, 'nginx (1 worker, keepalive)')}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, 'nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', 'nginx (1 worker, keepalive)')}` : ''}`,
       );
     }
     const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));

@@ -92,7 +92,8 @@ console.log(
 
 const shutdown = async () => {
   events.abort();
-  native?.stop();
+  // Requests the native front serves (or passes on) now are answered first, for up to 10 s.
+  await native?.stop(10_000);
   front?.stop();
   invoke.stop();
   await app.stop();

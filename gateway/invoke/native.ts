@@ -18,6 +18,7 @@ const symbols = {
   plat_front_error: { args: [FFIType.ptr, FFIType.u64_fast], returns: FFIType.u64_fast },
   plat_front_start: { args: [FFIType.ptr, FFIType.u64_fast], returns: FFIType.i32 },
   plat_front_stop: { args: [], returns: FFIType.void },
+  plat_front_active: { args: [], returns: FFIType.i32 },
   plat_front_pool: { args: [FFIType.ptr, FFIType.u64_fast], returns: FFIType.i32 },
   plat_front_unpool: { args: [FFIType.ptr, FFIType.u64_fast], returns: FFIType.void },
   plat_front_access: { args: [FFIType.ptr, FFIType.u64_fast], returns: FFIType.i32 },
@@ -110,8 +111,11 @@ export class NativeFront {
     return port;
   }
 
-  stop(): void {
+  /** Stops taking connections; resolves once the requests under way are answered, or after `waitMs`. */
+  async stop(waitMs: number): Promise<void> {
     this.lib.plat_front_stop();
+    const deadline = Date.now() + waitMs;
+    while (this.lib.plat_front_active() > 0 && Date.now() < deadline) await Bun.sleep(20);
   }
 
   /** Tells the pool as it is now: its instances (`paused` says which are), its concurrency and timeout. */

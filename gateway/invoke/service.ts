@@ -257,7 +257,10 @@ export class InvokeService {
       case 'instance-paused':
         this.paused.add(event.containerId);
         // Requests that reached it just as it was paused wait in its socket: resume it for them.
-        if (this.inFlight.has(event.containerId)) this.resume(event.containerId).catch(() => {});
+        // (the native front's requests among them: the counts are shared)
+        if (this.inFlight.has(event.containerId) || this.requestsOn(event.containerId) > 0) {
+          this.resume(event.containerId).catch(() => {});
+        }
         this.publishContaining(event.containerId);
         break;
       case 'instance-resumed':

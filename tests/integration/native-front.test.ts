@@ -52,6 +52,8 @@ export default {
 let s: TestStack;
 let gateway: Awaited<ReturnType<typeof extraGateway>>;
 let name: string;
+/** A function with a long timeout, for requests held on purpose. */
+let slow: string;
 const deployed: string[] = [];
 
 async function deploy(suffix: string, config: Record<string, unknown> = {}): Promise<string> {
@@ -65,6 +67,12 @@ const admin = () => ({ authorization: `Bearer ${s.token}` });
 const call = (fn: string, path = '', init: RequestInit = {}) =>
   fetch(`${gateway.url}/function/${fn}${path}`, { ...init, headers: { ...admin(), ...(init.headers as Record<string, string>) } });
 
+/** Requests a gateway has on the function's first instance now (what `plat describe` shows). */
+async function inFlight(url: string, fn: string): Promise<number> {
+  const described = (await (await fetch(`${url}/functions/${fn}`, { headers: admin() })).json()) as { function: FunctionState };
+  return described.function.instances[0]?.inFlight ?? 0;
+}
+
 /** The native gateway's `plat_invoke_native_total` for a function: the invocations it served itself. */
 async function servedNatively(fn: string): Promise<number> {
   const metrics = await (await fetch(`${gateway.url}/metrics`, { headers: admin() })).text();
@@ -76,8 +84,10 @@ beforeAll(async () => {
   s = await stack();
   gateway = await extraGateway(s, { PLAT_INVOKE_FRONT: 'native' });
   name = await deploy('native', { timeout: 1 });
+  slow = await deploy('native-slow', { timeout: 60 });
   // The first request reads the function's pool (through the gateway); the native front has it from then on.
   expect((await call(name)).status).toBe(200);
+  expect((await call(slow)).status).toBe(200);
 }, INTEGRATION_TIMEOUT_MS);
 
 afterAll(async () => {
@@ -137,23 +147,34 @@ describe('the native invoke front', () => {
   });
 
   it('ends a warm request at once when its client goes away (499), freeing its place', async () => {
-    const slow = await deploy('native-slow', { timeout: 60 });
-    expect((await call(slow)).status).toBe(200);
-    const inFlight = async () =>
-      ((await (await fetch(`${gateway.url}/functions/${slow}`, { headers: admin() })).json()) as { function: FunctionState }).function
-        .instances[0]?.inFlight ?? 0;
     const connection = await rawConnection(gateway.url);
     try {
       connection.send(`GET /function/${slow}/slow?ms=20000 HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n\r\n`);
-      await waitFor('the request at the function', 30_000, async () => (await inFlight()) === 1);
+      await waitFor('the request at the function', 30_000, async () => (await inFlight(gateway.url, slow)) === 1);
       connection.close();
-      await waitFor('the request to end', 10_000, async () => (await inFlight()) === 0);
+      await waitFor('the request to end', 10_000, async () => (await inFlight(gateway.url, slow)) === 0);
       await waitFor('the 499 counted', 5_000, async () => {
         const metrics = await (await fetch(`${gateway.url}/metrics`, { headers: admin() })).text();
         return new RegExp(`^plat_function_invocations_total\\{function="${slow}",code="499"\\} 1$`, 'm').test(metrics);
       });
     } finally {
       connection.close();
+    }
+  });
+
+  it('answers the requests under way before its gateway stops', async () => {
+    const other = await extraGateway(s, { PLAT_INVOKE_FRONT: 'native' });
+    try {
+      expect((await fetch(`${other.url}/function/${slow}`, { headers: admin() })).status).toBe(200);
+      const pending = fetch(`${other.url}/function/${slow}/slow?ms=1500`, { headers: admin() });
+      await waitFor('the request at the function', 10_000, async () => (await inFlight(other.url, slow)) === 1);
+      const stopping = other.stop();
+      const response = await pending;
+      expect(response.status).toBe(200);
+      expect(await response.text()).toBe('late');
+      await stopping;
+    } finally {
+      await other.stop();
     }
   });
 

@@ -109,6 +109,8 @@ pub struct Shared {
     pub clients: Mutex<HashMap<u16, String>>,
     pub events: Mutex<Vec<u8>>,
     pub stopped: Notify,
+    /** Requests being served or passed on now (the gateway waits for them when it stops). */
+    pub active: AtomicI32,
 }
 
 static COUNTS: OnceLock<&'static [AtomicI32]> = OnceLock::new();
@@ -214,6 +216,7 @@ pub extern "C" fn plat_front_start(config: *const u8, len: usize) -> i32 {
         clients: Mutex::new(HashMap::new()),
         events: Mutex::new(Vec::with_capacity(1 << 20)),
         stopped: Notify::new(),
+        active: AtomicI32::new(0),
     });
     let _ = SHARED.set(shared.clone());
     if listener.set_nonblocking(true).is_err() {
@@ -227,6 +230,12 @@ pub extern "C" fn plat_front_start(config: *const u8, len: usize) -> i32 {
         Ok(_) => bound as i32,
         Err(error) => fail(format!("could not start the native front's thread: {error}")),
     }
+}
+
+/** Requests being served or passed on now. */
+#[no_mangle]
+pub extern "C" fn plat_front_active() -> i32 {
+    SHARED.get().map(|shared| shared.active.load(Ordering::Acquire)).unwrap_or(0)
 }
 
 /** Stops taking connections; those open go on. */

@@ -96,12 +96,14 @@ impl Conn {
             rest.extend_from_slice(&self.buf[body_end..]);
             self.buf.truncate(body_end);
             let bytes = std::mem::replace(&mut self.buf, rest);
+            self.sh.active.fetch_add(1, Ordering::AcqRel);
             let keep = if request.function {
                 self.request(&bytes, request, head_end).await
             } else {
                 let head_request = &bytes[request.method.0..request.method.1] == b"HEAD";
                 self.pass(&bytes, head_request, self.sh.server, Pass::Server).await
             };
+            self.sh.active.fetch_sub(1, Ordering::AcqRel);
             self.free = bytes;
             if !keep {
                 let _ = self.sock.shutdown().await;
@@ -278,7 +280,7 @@ impl Conn {
         }
         out.extend_from_slice(self.ip.as_bytes());
         out.extend_from_slice(b"\r\n");
-        if let Some(host) = host {
+        if let Some(host) = host.filter(|h| !h.is_empty()) {
             out.extend_from_slice(b"x-forwarded-host: ");
             out.extend_from_slice(host);
             out.extend_from_slice(b"\r\n");
