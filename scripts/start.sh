@@ -11,13 +11,8 @@ fi
 export AUTH_TOKEN PORT="$GATEWAY_PORT"
 
 ensure_infra
-# The native invoke front (gateway/native) serves the gateway's port when it is built; without
-# cargo, the gateway serves it with the Bun front (PLAT_INVOKE_FRONT=native insists on the native one).
-if [ -z "${PLAT_INVOKE_FRONT:-}" ] && ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
-  note "cargo is not installed: the gateway serves its port with the Bun invoke front (install Rust for the native one)"
-elif [ -z "${PLAT_INVOKE_FRONT:-}" ] || [ "$PLAT_INVOKE_FRONT" = native ]; then
-  ensure_native_front
-fi
+# The native invoke front (gateway/native) serves the gateway's port unless PLAT_INVOKE_FRONT=on or off.
+if [ "${PLAT_INVOKE_FRONT:-}" != on ] && [ "${PLAT_INVOKE_FRONT:-}" != off ]; then ensure_native_front; fi
 
 step "worker"
 if is_running worker; then

@@ -100,8 +100,15 @@ fn kind_of(lower: &[u8]) -> Kind {
         b"x-forwarded-for" => Kind::ForwardedFor,
         b"x-request-id" => Kind::RequestId,
         b"content-length" => Kind::ContentLength,
-        b"connection" | b"keep-alive" | b"proxy-authenticate" | b"proxy-authorization" | b"proxy-connection" | b"te"
-        | b"trailer" | b"transfer-encoding" | b"upgrade" => Kind::HopByHop,
+        b"connection"
+        | b"keep-alive"
+        | b"proxy-authenticate"
+        | b"proxy-authorization"
+        | b"proxy-connection"
+        | b"te"
+        | b"trailer"
+        | b"transfer-encoding"
+        | b"upgrade" => Kind::HopByHop,
         b"x-plat-attempt" | b"x-plat-call-id" => Kind::PlatformPassed,
         _ if lower.starts_with(b"x-plat-") => Kind::Platform,
         _ => Kind::Other,
@@ -223,12 +230,15 @@ pub enum Framing {
     Close,
 }
 
+/** Where something is in a head's bytes: start and end. */
+pub type Span = (usize, usize);
+
 /** An answer's head, as offsets into its bytes. */
 pub struct Answer {
     pub status: u16,
     pub reason: (usize, usize),
     /** Header lines: name (as sent), value, and whether the client gets it (see `forwarded`). */
-    pub headers: Vec<((usize, usize), (usize, usize), bool)>,
+    pub headers: Vec<(Span, Span, bool)>,
     pub content_length: Option<u64>,
     pub chunked: bool,
     /** The connection cannot carry another request after this answer. */
@@ -299,8 +309,17 @@ pub fn parse_answer(head: &[u8]) -> Option<Answer> {
 fn forwarded(lower: &[u8]) -> bool {
     !matches!(
         lower,
-        b"connection" | b"keep-alive" | b"proxy-authenticate" | b"proxy-authorization" | b"proxy-connection" | b"te" | b"trailer"
-            | b"transfer-encoding" | b"upgrade" | b"content-length" | b"x-request-id"
+        b"connection"
+            | b"keep-alive"
+            | b"proxy-authenticate"
+            | b"proxy-authorization"
+            | b"proxy-connection"
+            | b"te"
+            | b"trailer"
+            | b"transfer-encoding"
+            | b"upgrade"
+            | b"content-length"
+            | b"x-request-id"
     ) && !lower.starts_with(b"x-plat-")
 }
 
@@ -444,7 +463,8 @@ mod tests {
 
     #[test]
     fn reads_a_plain_request() {
-        let head = b"POST /function/echo/a/b?q=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer  t0k \r\ncontent-length: 3\r\nX-Plat-Attempt: 2";
+        let head =
+            b"POST /function/echo/a/b?q=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer  t0k \r\ncontent-length: 3\r\nX-Plat-Attempt: 2";
         let request = parse_request(head).unwrap();
         assert_eq!(request.target, "echo");
         assert_eq!(&head[request.rest.0..request.rest.1], b"/a/b?q=1");

@@ -167,10 +167,7 @@ pub extern "C" fn plat_front_slots() -> u32 {
 /** The last failure's message, copied into `buf`; its length. */
 #[no_mangle]
 pub extern "C" fn plat_front_error(buf: *mut u8, cap: usize) -> usize {
-    let message = ERROR.lock().unwrap();
-    let n = message.len().min(cap);
-    unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), buf, n) };
-    n
+    copy_out(ERROR.lock().unwrap().as_bytes(), buf, cap)
 }
 
 /**
@@ -387,8 +384,13 @@ pub extern "C" fn plat_front_client(port: u32, buf: *mut u8, cap: usize) -> usiz
     let Some(shared) = SHARED.get() else { return 0 };
     let clients = shared.clients.lock().unwrap();
     let Some(address) = clients.get(&(port as u16)) else { return 0 };
-    let n = address.len().min(cap);
-    unsafe { std::ptr::copy_nonoverlapping(address.as_ptr(), buf, n) };
+    copy_out(address.as_bytes(), buf, cap)
+}
+
+/** Copies what fits of `from` into the caller's `buf` of `cap` bytes; how many. */
+fn copy_out(from: &[u8], buf: *mut u8, cap: usize) -> usize {
+    let n = from.len().min(cap);
+    unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), buf, n) };
     n
 }
 

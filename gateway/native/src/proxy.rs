@@ -1,6 +1,7 @@
 //! The client connections: each request served here (a warm one) or sent to the gateway's servers.
 
 use std::cell::Cell;
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,7 +10,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::http::{put_lower, bearer, find_head_end, json_string, parse_answer, parse_request, valid_request_id, Answer, Chunks, Framing, Kind, Request, MAX_BODY, MAX_HEAD};
+use crate::http::{
+    bearer, find_head_end, json_string, parse_answer, parse_request, put_lower, valid_request_id, Answer, Chunks, Framing, Kind, Request,
+    MAX_BODY, MAX_HEAD,
+};
 use crate::{Instance, Pool, Shared, LATENCY_BUCKETS};
 
 /** An idle client connection is closed after this, as the gateway's servers do. */
@@ -51,7 +55,10 @@ enum Failure {
     Timeout,
     ClientGone,
     /** The container failed it; `reached` says whether the function may have seen the request. */
-    Instance { message: &'static str, reached: bool },
+    Instance {
+        message: &'static str,
+        reached: bool,
+    },
 }
 
 struct Conn {
@@ -136,7 +143,9 @@ impl Conn {
             }
         }
         let token = token.map(|t| &bytes[t.0..t.1]);
-        let Some((pool, trusted)) = self.decide(&request, token) else { return self.pass(bytes, head_request, self.sh.front, Pass::Front).await };
+        let Some((pool, trusted)) = self.decide(&request, token) else {
+            return self.pass(bytes, head_request, self.sh.front, Pass::Front).await;
+        };
         let Some(index) = acquire(&self.sh, &pool) else { return self.pass(bytes, head_request, self.sh.front, Pass::Front).await };
         let instance = &pool.instances[index];
         let request_id = match given_id {
@@ -162,9 +171,7 @@ impl Conn {
         }
         let framing = answer.framing(head_request);
         let mut head = Vec::with_capacity(answer_end + 128);
-        head.extend_from_slice(b"HTTP/1.1 ");
-        head.extend_from_slice(answer.status.to_string().as_bytes());
-        head.push(b' ');
+        let _ = write!(head, "HTTP/1.1 {} ", answer.status);
         head.extend_from_slice(&answer_bytes[answer.reason.0..answer.reason.1]);
         head.extend_from_slice(b"\r\n");
         for (name, value, forwarded) in &answer.headers {
@@ -181,10 +188,12 @@ impl Conn {
         match framing {
             Framing::None => {
                 if let (true, Some(length)) = (head_request, answer.content_length) {
-                    head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+                    let _ = write!(head, "content-length: {length}\r\n");
                 }
             }
-            Framing::Length(length) => head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes()),
+            Framing::Length(length) => {
+                let _ = write!(head, "content-length: {length}\r\n");
+            }
             Framing::Chunked | Framing::Close => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         head.extend_from_slice(b"\r\n");
@@ -234,7 +243,16 @@ impl Conn {
 
     /** The request as the container gets it (see readRequestHeaders in gateway/invoke/headers.ts). */
     #[allow(clippy::too_many_arguments)]
-    fn upstream_request(&self, out: &mut Vec<u8>, bytes: &[u8], request: &Request, head_end: usize, instance: &Instance, request_id: &str, trusted: bool) {
+    fn upstream_request(
+        &self,
+        out: &mut Vec<u8>,
+        bytes: &[u8],
+        request: &Request,
+        head_end: usize,
+        instance: &Instance,
+        request_id: &str,
+        trusted: bool,
+    ) {
         let body = &bytes[head_end + 4..];
         out.clear();
         out.reserve(head_end + 256 + body.len());
@@ -293,7 +311,7 @@ impl Conn {
         out.extend_from_slice(instance.instance_id.as_bytes());
         out.extend_from_slice(b"\r\n");
         if let Some(length) = request.content_length {
-            out.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+            let _ = write!(out, "content-length: {length}\r\n");
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
@@ -418,7 +436,15 @@ impl Conn {
             Failure::Timeout => {
                 let seconds = pool.timeout.as_millis() as f64 / 1000.0;
                 self.sh.event(
-                    format!("t\t{}\t{}\t{}\t{}\t{}\n", pool.name, instance.container_id, pool.version, request_id, pool.timeout.as_millis()).as_bytes(),
+                    format!(
+                        "t\t{}\t{}\t{}\t{}\t{}\n",
+                        pool.name,
+                        instance.container_id,
+                        pool.version,
+                        request_id,
+                        pool.timeout.as_millis()
+                    )
+                    .as_bytes(),
                 );
                 self.record(pool, instance, bytes, request, 504, started, request_id, None, false);
                 let message = format!("function {} did not answer within its timeout of {} s", pool.name, seconds);
@@ -469,7 +495,18 @@ impl Conn {
      * by gateway/invoke/native.ts); `answered`: the function answered, so its instance was used.
      */
     #[allow(clippy::too_many_arguments)]
-    fn record(&self, pool: &Pool, instance: &Instance, bytes: &[u8], request: &Request, status: u16, started: Instant, request_id: &str, bytes_out: Option<u64>, answered: bool) {
+    fn record(
+        &self,
+        pool: &Pool,
+        instance: &Instance,
+        bytes: &[u8],
+        request: &Request,
+        status: u16,
+        started: Instant,
+        request_id: &str,
+        bytes_out: Option<u64>,
+        answered: bool,
+    ) {
         let seconds = started.elapsed().as_secs_f64();
         let mut stats = self.sh.stats.lock().unwrap();
         if answered && !stats.used.iter().any(|(n, c)| n == &pool.name && c == &instance.container_id) {
@@ -504,10 +541,10 @@ impl Conn {
         line.extend_from_slice(&instance.container_id.as_bytes()[..instance.container_id.len().min(12)]);
         line.extend_from_slice(b"\",\"start\":\"warm\"");
         if let Some(length) = request.content_length {
-            line.extend_from_slice(format!(",\"bytesIn\":{length}").as_bytes());
+            let _ = write!(line, ",\"bytesIn\":{length}");
         }
         if let Some(length) = bytes_out {
-            line.extend_from_slice(format!(",\"bytesOut\":{length}").as_bytes());
+            let _ = write!(line, ",\"bytesOut\":{length}");
         }
         line.extend_from_slice(b",\"method\":\"");
         line.extend_from_slice(&bytes[request.method.0..request.method.1]);
@@ -523,7 +560,7 @@ impl Conn {
             line.push(b);
         }
         let ms = (seconds * 1e6).round() / 1000.0;
-        line.extend_from_slice(format!("\",\"status\":{status},\"durationMs\":{ms},\"requestId\":\"{request_id}\"}}\n").as_bytes());
+        let _ = writeln!(line, "\",\"status\":{status},\"durationMs\":{ms},\"requestId\":\"{request_id}\"}}");
     }
 
     /**
@@ -531,13 +568,29 @@ impl Conn {
      * when `rechunk`). Returns whether the upstream connection can carry another request, and whether
      * the client's can.
      */
-    async fn relay(&mut self, up: &mut TcpStream, head: Vec<u8>, mut data: Vec<u8>, start: usize, framing: Framing, rechunk: bool) -> (bool, bool) {
+    async fn relay(
+        &mut self,
+        up: &mut TcpStream,
+        head: Vec<u8>,
+        mut data: Vec<u8>,
+        start: usize,
+        framing: Framing,
+        rechunk: bool,
+    ) -> (bool, bool) {
         let done = self.relay_body(up, head, &mut data, start, framing, rechunk).await;
         self.spare = data;
         done
     }
 
-    async fn relay_body(&mut self, up: &mut TcpStream, mut head: Vec<u8>, data: &mut Vec<u8>, start: usize, framing: Framing, rechunk: bool) -> (bool, bool) {
+    async fn relay_body(
+        &mut self,
+        up: &mut TcpStream,
+        mut head: Vec<u8>,
+        data: &mut Vec<u8>,
+        start: usize,
+        framing: Framing,
+        rechunk: bool,
+    ) -> (bool, bool) {
         let pending = data;
         match framing {
             Framing::None => {
@@ -792,7 +845,7 @@ fn chunk(out: &mut Vec<u8>, data: &[u8], rechunk: bool) {
         out.extend_from_slice(data);
         return;
     }
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -832,10 +885,27 @@ fn uuid() -> String {
     format!("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48, b & 0xffff_ffff_ffff)
 }
 
+thread_local! {
+    /** The last millisecond written as an ISO string, and that string (requests in one millisecond share it). */
+    static ISO: std::cell::RefCell<(u128, [u8; 24])> = const { std::cell::RefCell::new((0, [0; 24])) };
+}
+
 /** The time now as an ISO string (as JavaScript's toISOString: UTC, milliseconds). */
 fn iso_now(out: &mut Vec<u8>) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let ms = now.as_millis() as i64;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    ISO.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != now {
+            let mut text = Vec::with_capacity(24);
+            iso(&mut text, now as i64);
+            cached.1.copy_from_slice(&text[..24]);
+            cached.0 = now;
+        }
+        out.extend_from_slice(&cached.1);
+    });
+}
+
+fn iso(out: &mut Vec<u8>, ms: i64) {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     // Howard Hinnant's civil_from_days.
@@ -849,5 +919,18 @@ fn iso_now(out: &mut Vec<u8>) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
-    out.extend_from_slice(format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z").as_bytes());
+    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn writes_times_as_javascript_does() {
+        let mut out = Vec::new();
+        super::iso(&mut out, 1_796_338_356_123);
+        assert_eq!(String::from_utf8(out).unwrap(), "2026-12-03T22:52:36.123Z");
+        let mut leap = Vec::new();
+        super::iso(&mut leap, 951_782_400_000);
+        assert_eq!(String::from_utf8(leap).unwrap(), "2000-02-29T00:00:00.000Z");
+    }
 }
