@@ -389,7 +389,9 @@ try {
     console.log(
       `  Bun front on / off: ${(on / rpsOf('Bun server, front off')).toFixed(3)} (two gateways alike but for PLAT_INVOKE_FRONT=on/off, metrics on)`,
     );
-    console.log(`  metrics on / off (Bun front): ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`);
+    console.log(
+      `  metrics on / off (Bun front): ${(on / off).toFixed(3)} (throughput ${((1 - on / off) * 100).toFixed(1)} % lower with metrics)`,
+    );
     const keyed = rpsOf('Bun front, invoke key');
     console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same Bun-front gateway, metrics off)`);
     if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);

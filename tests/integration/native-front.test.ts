@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
+import { FUNCTION_NETWORK } from '../../activities/containers';
 import type { LogRecord } from '../../lib/logs';
 import type { FunctionState } from '../../lib/types';
 import { containersOf, deployFolder, functionFolder } from '../support/functions';
@@ -225,6 +226,21 @@ describe('the native invoke front and a container removed while it serves', () =
       const running = (await containersOf(s, fn)).filter((c) => c.State === 'running').map((c) => c.Id);
       expect(running).not.toContain(container?.Id);
     }
+  });
+});
+
+describe('the native invoke front and a container that stops taking connections', () => {
+  it('ends the request waiting on it within seconds, not at its timeout, and a new instance answers it', async () => {
+    const fn = await deploy('native-cut', { timeout: 60 });
+    expect((await call(fn)).status).toBe(200);
+    const [container] = (await containersOf(s, fn)).filter((c) => c.State === 'running');
+    const pending = call(fn, '/slow?ms=2000');
+    await waitFor('the request at the function', 10_000, async () => (await inFlight(gateway.url, fn)) === 1);
+    // Alive, but unreachable: no engine event tells of it. Only a probe does, before the 60 s timeout (504).
+    await s.docker.getNetwork(FUNCTION_NETWORK).disconnect({ Container: container?.Id, Force: true });
+    const response = await pending;
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('late');
   });
 });
 

@@ -27,6 +27,9 @@ const MAX_AHEAD: usize = MAX_BODY + MAX_HEAD;
 const READ: usize = 16 * 1024;
 /** How long a tunnel's client address is kept after it closed, for requests its server has yet to read. */
 const TUNNEL_ADDRESS_KEPT: Duration = Duration::from_secs(10);
+/** How often a request still waiting for its answer checks that its container still takes connections (as the gateway's LIVENESS_MS). */
+const LIVENESS: Duration = Duration::from_millis(1000);
+const LIVENESS_PROBE: Duration = Duration::from_millis(500);
 
 pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     let listener = TcpListener::from_std(listener).expect("the listening socket");
@@ -327,6 +330,10 @@ impl Conn {
         tokio::pin!(died);
         let deadline = tokio::time::sleep(pool.timeout);
         tokio::pin!(deadline);
+        // A container that stops taking connections without dying (its network gone, say) fails its
+        // waiting requests within a second or so, not at their timeout.
+        let probe = tokio::time::sleep(LIVENESS);
+        tokio::pin!(probe);
         for attempt in 0..2 {
             if instance.state.gone.load(Ordering::Relaxed) {
                 return Err(Failure::Instance { message: "its container is gone", reached: false });
@@ -408,6 +415,12 @@ impl Conn {
                     },
                     _ = &mut deadline => return Err(Failure::Timeout),
                     _ = &mut died => return Err(Failure::Instance { message: "its container is gone", reached: true }),
+                    _ = &mut probe => {
+                        if !matches!(tokio::time::timeout(LIVENESS_PROBE, TcpStream::connect(instance.addr)).await, Ok(Ok(_))) {
+                            return Err(Failure::Instance { message: "its container stopped accepting connections", reached: true });
+                        }
+                        probe.as_mut().reset(tokio::time::Instant::now() + LIVENESS);
+                    }
                 }
             }
         }
