@@ -273,3 +273,46 @@ describe('the native invoke front placing requests with the gateway', () => {
     await Promise.all(responses.map((r) => r.text()));
   });
 });
+
+/** Host-side TCP connections to an address, open or closed only by the other side (from /proc/net/tcp). */
+async function connectionsTo(ip: string, port: number): Promise<number> {
+  const remote = `${ip
+    .split('.')
+    .reverse()
+    .map((octet) => Number(octet).toString(16).padStart(2, '0'))
+    .join('')}:${port.toString(16).padStart(4, '0')}`.toUpperCase();
+  const table = await Bun.file('/proc/net/tcp').text();
+  // 01 ESTABLISHED, 08 CLOSE_WAIT: a socket this side has not closed.
+  return table
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[2] === remote && (f[3] === '01' || f[3] === '08')).length;
+}
+
+describe('the native invoke front and the container connections a burst leaves', () => {
+  it('closes those left idle while a trickle of requests reuses one', async () => {
+    const fn = await deploy('native-sweep', { scale: { pauseAfter: 0, stopAfter: 0 } });
+    expect((await call(fn)).status).toBe(200);
+    const [container] = (await containersOf(s, fn)).filter((c) => c.State === 'running');
+    const inspected = await s.docker.getContainer(container?.Id ?? '').inspect();
+    const ip = inspected.NetworkSettings.Networks[FUNCTION_NETWORK]?.IPAddress ?? '';
+    // Eight at once: eight connections to the container, kept for the requests to come.
+    const burst = await Promise.all(Array.from({ length: 8 }, () => call(fn, '/hold')));
+    expect(burst.map((r) => r.status)).toEqual(Array(8).fill(200));
+    await Promise.all(burst.map((r) => r.text()));
+    expect(await connectionsTo(ip, 8080)).toBeGreaterThanOrEqual(8);
+    // One request at a time takes the newest kept connection each time; the seven others are closed
+    // within seconds (the runtime would keep its side open for 255 s). At most one more is left: the
+    // gateway's own, from the first request.
+    await waitFor(
+      'the idle connections closed',
+      20_000,
+      async () => {
+        expect((await call(fn)).status).toBe(200);
+        return (await connectionsTo(ip, 8080)) <= 2;
+      },
+      300,
+    );
+  });
+});

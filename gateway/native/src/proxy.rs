@@ -14,7 +14,7 @@ use crate::http::{
     bearer, find_head_end, json_string, parse_answer, parse_request, put_lower, valid_request_id, Answer, Chunks, Framing, Kind, Request,
     MAX_BODY, MAX_HEAD,
 };
-use crate::{Instance, Pool, Shared, LATENCY_BUCKETS};
+use crate::{Instance, InstanceState, Pool, Shared, LATENCY_BUCKETS};
 
 /** An idle client connection is closed after this, as the gateway's servers do. */
 const IDLE: Duration = Duration::from_secs(255);
@@ -33,6 +33,7 @@ const LIVENESS_PROBE: Duration = Duration::from_millis(500);
 
 pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     let listener = TcpListener::from_std(listener).expect("the listening socket");
+    tokio::spawn(sweep(shared.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -51,6 +52,25 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) {
     drop(listener);
     // The connections open go on until their clients close them (the process ends first, at shutdown).
     std::future::pending::<()>().await;
+}
+
+/**
+ * Closes the kept connections idle past their time, every UPSTREAM_IDLE. Taking one drops only those
+ * above it: after a burst, a trickle of requests keeps reusing the newest while the rest, closed by the
+ * container meanwhile, would stay open on this side (one descriptor each) as long as the trickle lasts.
+ */
+async fn sweep(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(UPSTREAM_IDLE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let states: Vec<Arc<InstanceState>> = shared.instances.lock().unwrap().values().cloned().collect();
+        for state in states {
+            state.idle.lock().unwrap().retain(|(_, since)| since.elapsed() < UPSTREAM_IDLE);
+        }
+        shared.front_idle.lock().unwrap().retain(|(_, since)| since.elapsed() < FRONT_IDLE);
+        shared.server_idle.lock().unwrap().retain(|(_, since)| since.elapsed() < FRONT_IDLE);
+    }
 }
 
 /** Why an exchange with a container ended without an answer. */
