@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -270,6 +270,8 @@ async function deleteWorkflows(s: TestStack): Promise<void> {
   );
 }
 
+let extraGateways = 0;
+
 /**
  * Another gateway of this run (same task queue, token and PLAT_HOME), with settings of its own, on a
  * free port; stopped by the returned function. `scheme` is how to reach it.
@@ -280,13 +282,17 @@ export async function extraGateway(
   scheme: 'http' | 'https' = 'http',
 ): Promise<{ url: string; port: number; log: () => Promise<string>; stop: () => Promise<void> }> {
   const port = await freePort();
-  const logFile = join(s.dataDir, `gateway-extra-${port}.log`);
+  // A log of its own: the kernel hands out a port again within a run, and a log named after the port
+  // alone would hold an earlier gateway's "gateway listening", taken for this one's before it listens.
+  const logFile = join(s.dataDir, `gateway-extra-${++extraGateways}-${port}.log`);
+  const out = openSync(logFile, 'wx');
   const child = Bun.spawn([BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
     env: { ...s.processEnv, ...GATEWAY_ENV, PORT: String(port), ...env },
     cwd: ROOT,
-    stdout: openSync(logFile, 'a'),
-    stderr: openSync(logFile, 'a'),
+    stdout: out,
+    stderr: out,
   });
+  closeSync(out); // (the gateway has its own copy)
   const log = () => Bun.file(logFile).text();
   await waitFor(`a gateway on :${port}`, 30_000, async () => {
     if (child.exitCode !== null) throw new Error(`the extra gateway exited: ${await log()}`);
