@@ -120,9 +120,13 @@ fn percent_decode(raw: &[u8]) -> Option<String> {
     let mut i = 0;
     while i < raw.len() {
         if raw[i] == b'%' {
+            // Two hex digits exactly, as the Bun front's decodeURIComponent takes them (from_str_radix
+            // alone takes "+1"): a name the two read apart would make it tunnel a shared connection.
             let hex = raw.get(i + 1..i + 3)?;
-            let text = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(text, 16).ok()?);
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(raw[i]);
@@ -488,6 +492,8 @@ mod tests {
             b"GET /function/x HTTP/1.1\r\nconnection: close",
             b"GET /function/x HTTP/1.1\r\n bad: fold",
             b"GET /function/%ZZ HTTP/1.1",
+            b"GET /function/a%+1 HTTP/1.1",
+            b"GET /function/a%-1 HTTP/1.1",
             b"BREW /function/x HTTP/1.1",
         ] {
             assert!(parse_request(head).is_none(), "{}", String::from_utf8_lossy(head));

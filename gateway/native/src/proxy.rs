@@ -114,6 +114,11 @@ impl Conn {
                     return;
                 }
             };
+            // A head past MAX_HEAD (with its end) goes to a tunnel of its own, as the Bun front would
+            // send it: passed on a shared connection, it would turn that connection into a tunnel.
+            if head_end + 4 > MAX_HEAD {
+                return self.tunnel().await;
+            }
             let Some(request) = parse_request(&self.buf[..head_end]) else { return self.tunnel().await };
             let body_end = head_end + 4 + request.content_length.unwrap_or(0);
             while self.buf.len() < body_end {
