@@ -115,18 +115,20 @@ fn kind_of(lower: &[u8]) -> Kind {
     }
 }
 
+/** The byte two hex digits spell; None for anything else (u8::from_str_radix would take "+1"). */
+pub fn hex_byte(pair: &[u8]) -> Option<u8> {
+    let [high, low] = pair else { return None };
+    Some(((*high as char).to_digit(16)? * 16 + (*low as char).to_digit(16)?) as u8)
+}
+
 fn percent_decode(raw: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         if raw[i] == b'%' {
-            // Two hex digits exactly, as the Bun front's decodeURIComponent takes them (from_str_radix
-            // alone takes "+1"): a name the two read apart would make it tunnel a shared connection.
-            let hex = raw.get(i + 1..i + 3)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            // As the Bun front's decodeURIComponent reads it: a name the two read apart would make it
+            // tunnel a shared connection.
+            out.push(hex_byte(raw.get(i + 1..i + 3)?)?);
             i += 3;
         } else {
             out.push(raw[i]);
