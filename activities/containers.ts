@@ -235,10 +235,11 @@ export function createContainerActivities({ docker, registry, settings, logs, se
      * A running container of this version that a cold start can use instead of starting another:
      * one whose report the entity lost, or one that survived a gateway restart.
      */
-    async findInstance({ name, version }: { name: string; version: string }): Promise<Instance | null> {
+    async findInstance({ name, version, avoid = [] }: { name: string; version: string; avoid?: string[] }): Promise<Instance | null> {
       for (const c of await containersOf(name)) {
         const instanceId = c.Labels[LABELS.instance];
         if ((c.State !== 'running' && c.State !== 'paused') || c.Labels[LABELS.version] !== version || !instanceId) continue;
+        if (avoid.includes(c.Id)) continue;
         const url = urlOf(c.NetworkSettings?.Networks);
         if (!url) continue;
         if (c.State === 'paused') await unpause(c.Id);
@@ -406,12 +407,23 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     },
 
     /** Stops and removes exactly these containers: the ones a switch replaced, once their drain is over. */
-    async retireContainers({ containerIds, name, reason }: { containerIds: string[]; name?: string; reason?: string }): Promise<void> {
+    async retireContainers({
+      containerIds,
+      name,
+      reason,
+      now = false,
+    }: {
+      containerIds: string[];
+      name?: string;
+      reason?: string;
+      /** Without the stop's grace (a container that failed): it may not heed SIGTERM at all. */
+      now?: boolean;
+    }): Promise<void> {
       if (name && reason)
         for (const containerId of containerIds) logs?.append(name, platformRecord(`instance stopped: ${reason}`, { containerId }));
       // The gateways on this host route no new request to them from now (a stop takes a moment).
       if (name) for (const containerId of containerIds) events.publish({ type: 'instance-retired', name, containerId });
-      await Promise.all(containerIds.map(stopAndRemove));
+      await Promise.all(containerIds.map((containerId) => (now ? removeContainer({ containerId }) : stopAndRemove(containerId))));
     },
 
     /** Removes every container of a function (its removal). */
@@ -468,19 +480,22 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       version,
       instanceId,
       adopt,
+      avoid,
       timeoutMs,
     }: {
       name: string;
       version: FunctionVersion;
       instanceId: string;
       adopt: boolean;
+      /** Containers not to take over (see ColdStartInput). */
+      avoid?: string[];
       timeoutMs: number;
     }): Promise<Instance> {
       // The look for a container to adopt and the new container's creation go at once: adopting is
       // rare, and a container made for nothing is removed. The image is pulled only when the engine
       // lacks it (the create answers 404), not looked up before every start.
       const [found, created] = await Promise.allSettled([
-        adopt ? activities.findInstance({ name, version: version.version }) : null,
+        adopt ? activities.findInstance({ name, version: version.version, avoid }) : null,
         activities.createContainer({ name, version, instanceId }).catch(async (error: unknown) => {
           if (statusOf(error) !== 404) throw error;
           await activities.ensureImage({ image: version.image });

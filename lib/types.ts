@@ -141,6 +141,11 @@ export interface ColdStartInput {
    * always a new container.
    */
   slot?: number;
+  /**
+   * Containers the gateway stopped routing to (they failed a request: an answer that was not HTTP, say)
+   * and may still run until their entity removes them: never taken over.
+   */
+  avoid?: string[];
 }
 
 /** Events the gateway streams while a deploy runs (`POST /functions?wait=true`), one JSON per line. */

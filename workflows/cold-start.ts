@@ -27,7 +27,7 @@ export const START_TIMEOUT_MS = 30_000;
  * word: a start that a deploy or a removal overtook, or one past the version's `scale.max`, is
  * refused, and its container removed.
  */
-export async function coldStart({ name, version, preview = false, slot = 1 }: ColdStartInput): Promise<Instance> {
+export async function coldStart({ name, version, preview = false, slot = 1, avoid }: ColdStartInput): Promise<Instance> {
   // A container may already run that the entity does not list (its report was lost, or the
   // gateway restarted): it is reported like a new one. A scale-out wants another container.
   if (!patched(LAUNCH_INSTANCE)) {
@@ -44,7 +44,8 @@ export async function coldStart({ name, version, preview = false, slot = 1 }: Co
     const held = await reserveInstance({ name, version: version.version, instanceId, preview });
     if (!held.accepted) throw refusedStart(name, version, held);
   }
-  const instance = stamped(await launchInstance({ name, version, instanceId, adopt: slot <= 1, timeoutMs: START_TIMEOUT_MS }), instanceId);
+  const launched = await launchInstance({ name, version, instanceId, adopt: slot <= 1, avoid, timeoutMs: START_TIMEOUT_MS });
+  const instance = stamped(launched, instanceId);
   const outcome = await reportInstance({ name, instance, preview });
   if (outcome.accepted) return instance;
   throw refusedStart(name, version, outcome);

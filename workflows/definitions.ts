@@ -74,7 +74,10 @@ export const revokeKeyUpdate = defineUpdate<boolean, [{ id: string }]>('revokeKe
 export const instancesUsedSignal = defineSignal<[InstanceUse[]]>('instancesUsed');
 /** A paused instance that a request resumed (the worker unpaused it for a gateway). */
 export const instanceResumedSignal = defineSignal<[InstanceUse]>('instanceResumed');
-/** A container that died, was removed, or stopped answering: sent by the worker's engine watch and by gateways. */
-export const instanceGoneSignal = defineSignal<[string]>('instanceGone');
+/**
+ * A container that died, was removed, or stopped answering: sent by the worker's engine watch and by
+ * gateways. A gateway says why it stopped routing to it (the failure): it may still run, and is stopped.
+ */
+export const instanceGoneSignal = defineSignal<[string, string?]>('instanceGone');
 
 export const progressQuery = defineQuery<StepProgress[]>('progress');

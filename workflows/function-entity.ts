@@ -79,6 +79,9 @@ type IdleAction = { at: number; instance?: Instance; action: 'pause' | 'stop' | 
  * recorded but not activated. A switch retires exactly the containers of the version it replaced,
  * after DRAIN_MS; preview instances of other versions idle out by the rules.
  */
+/** Histories from before an entity stopped the containers that failed a request replay without it. */
+const STOP_FAILED = 'stop-failed-instances';
+
 export async function functionEntity({ name, state: carried, historyLimit = ENTITY_HISTORY_LIMIT }: FunctionEntityInput): Promise<void> {
   const state: FunctionState = carried ?? { name, createdAt: new Date().toISOString(), versions: [], instances: [], retiring: [] };
   const mutex = new Mutex();
@@ -340,10 +343,24 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     }),
   );
 
-  setHandler(instanceGoneSignal, (containerId) => {
+  setHandler(instanceGoneSignal, (containerId, failure) => {
     state.instances = state.instances.filter((i) => i.containerId !== containerId);
     changes++;
+    // A gateway reports a container that failed a request (it answered something other than HTTP,
+    // say): it may still run, unlisted, where no idle rule would ever stop it and a first cold start
+    // would take it up again. Listed or not yet: a gateway may route to a new instance before its
+    // start is reported here.
+    if (failure !== undefined && patched(STOP_FAILED)) void stopFailed(containerId, failure);
   });
+
+  /** Stops a container that failed a request (the engine may have removed it already). */
+  async function stopFailed(containerId: string, failure: string): Promise<void> {
+    try {
+      await retireContainers({ containerIds: [containerId], name, reason: `it failed a request (${failure})`, now: true });
+    } catch (error) {
+      log.warn('stopping a container that failed a request failed', { containerId, error });
+    }
+  }
 
   /** A later use of an instance than it knew of. */
   function used(containerId: string, at: string): Instance | undefined {

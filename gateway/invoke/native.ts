@@ -63,7 +63,8 @@ export interface NativeEvents {
   records(lines: Uint8Array): void;
   /** An instance served requests (for the idle rules). */
   used(name: string, containerId: string): void;
-  gone(containerId: string, key: string, name: string): void;
+  /** An instance failed a request (`failure` says how): the gateway drops it and tells its entity. */
+  gone(containerId: string, key: string, name: string, failure: string): void;
   timedOut(name: string, containerId: string, version: string, requestId: string, timeoutMs: number): void;
 }
 
@@ -182,7 +183,7 @@ export class NativeFront {
             events.used(f[1] as string, f[2] as string);
             break;
           case 'g':
-            events.gone(f[1] as string, f[2] as string, f[3] as string);
+            events.gone(f[1] as string, f[2] as string, f[3] as string, f[4] ?? 'it failed a request');
             break;
           case 't':
             events.timedOut(f[1] as string, f[2] as string, f[3] as string, f[4] as string, Number(f[5]));

@@ -31,6 +31,8 @@ const LIVENESS_MS = 1000;
 /** How often the ticker looks at the requests in flight: the grain of timeouts and of noticing a client gone. */
 const TICK_MS = 50;
 const LIVENESS_PROBE_MS = 500;
+/** The containers reported gone a cold start is told not to take over: the latest this many. */
+const MAX_AVOIDED = 64;
 /** How long a container reported gone is remembered, so an entity read that predates the report cannot route to it. */
 const GONE_REMEMBERED_MS = 10 * 60_000;
 /**
@@ -212,9 +214,9 @@ export class InvokeService {
     tally: (tally) => this.metrics?.merge(tally),
     records: (lines) => this.metrics?.appendRecords(lines),
     used: (name, containerId) => this.usage.record(name, containerId),
-    gone: (containerId, _key, name) => {
+    gone: (containerId, _key, name, failure) => {
       this.forget(containerId);
-      this.reportGone({ name, containerId });
+      this.reportGone({ name, containerId }, failure);
     },
     timedOut: (name, containerId, version, requestId, timeoutMs) => {
       this.logs.append(
@@ -489,7 +491,8 @@ export class InvokeService {
         this.temporal.workflow.start(WORKFLOW_TYPES.coldStart, {
           workflowId,
           taskQueue: this.settings.taskQueue,
-          args: [{ name, version, preview, slot }],
+          // The containers this gateway stopped routing to: one that failed a request may still run.
+          args: [{ name, version, preview, slot, avoid: [...this.gone.keys()].slice(-MAX_AVOIDED) }],
           workflowIdConflictPolicy: 'USE_EXISTING',
         }),
       );
@@ -684,7 +687,7 @@ export class InvokeService {
         reached = !(error instanceof ExchangeFailed) || error.reached;
       }
       this.forget(route.containerId);
-      this.reportGone(route);
+      this.reportGone(route, failure);
       const again = attempt === 0 && !(body instanceof ReadableStream) && (!reached || IDEMPOTENT.has(incoming.method));
       if (!again) {
         throw new PlatError(
@@ -702,11 +705,11 @@ export class InvokeService {
     else route.release();
   }
 
-  /** Tells the function's entity that an instance stopped answering, so no one is routed to it again. */
-  private reportGone(route: { name: string; containerId: string }): void {
+  /** Tells the function's entity that an instance failed a request (`failure`), so no one is routed to it again and it is stopped. */
+  private reportGone(route: { name: string; containerId: string }, failure: string): void {
     this.temporal.workflow
       .getHandle(workflowIds.entity(route.name))
-      .signal(instanceGoneSignal, route.containerId)
+      .signal(instanceGoneSignal, route.containerId, failure)
       .catch(() => {});
   }
 

@@ -27,6 +27,25 @@ const MAX_IDLE = 256;
 /** Methods whose requests may be sent again when a kept connection turns out to have closed. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 const CRLF = Buffer.from('\r\n');
+/**
+ * An answer's status line and header lines, which reach the client: a control byte other than HTAB
+ * (a bare CR or LF, NUL) or a name that is not a token would let a function forge a header or a second
+ * answer. gateway/native/src/http.rs `parse_answer` reads them alike.
+ */
+const STATUS_LINE = /^HTTP\/1\.[01] [1-5]\d\d(?: |$)/;
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Whether a line holds a control byte other than HTAB: a bare CR or LF, NUL, DEL. */
+function hasControl(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const code = line.charCodeAt(i);
+    if ((code < 0x20 && code !== 0x09) || code === 0x7f) return true;
+  }
+  return false;
+}
+const LENGTH = /^\d{1,15}$/;
+/** A chunk's size line: hex digits, then maybe an extension (dropped). */
+const CHUNK_SIZE = /^[0-9a-fA-F]{1,15}(?:[ \t;]|$)/;
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /**
@@ -371,34 +390,51 @@ class Connection {
     this.head = undefined;
     const lines = bytes.toString('latin1', 0, end).split('\r\n');
     const statusLine = lines[0] ?? '';
+    if (!STATUS_LINE.test(statusLine) || hasControl(statusLine)) {
+      this.fail(
+        call,
+        /^HTTP\/1\.[01] [1-5]\d\d/.test(statusLine)
+          ? 'its answer has a malformed status line'
+          : `it answered something other than HTTP/1.1 (${JSON.stringify(statusLine.slice(0, 40))})`,
+      );
+      return;
+    }
     const status = Number(statusLine.slice(9, 12));
-    if (!statusLine.startsWith('HTTP/1.') || !(status >= 100 && status <= 599)) {
-      this.fail(call, `it answered something other than HTTP/1.1 (${JSON.stringify(statusLine.slice(0, 40))})`);
+    if (status === 101) {
+      // Requests that ask to upgrade never come this way (the fronts leave them to Bun's server).
+      this.fail(call, 'it switched protocols (101), which the request did not ask for');
       return;
     }
     if (statusLine[7] === '0') this.reusable = false;
     const headers: string[] = [];
     let length: string | undefined;
     let chunked = false;
-    let encoded = false;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i] as string;
       const colon = line.indexOf(':');
-      if (colon <= 0) {
+      if (colon <= 0 || !HEADER_NAME.test(line.slice(0, colon)) || hasControl(line)) {
         this.fail(call, 'its answer has a malformed header line');
         return;
       }
       const name = line.slice(0, colon).toLowerCase();
       const value = line.slice(colon + 1).trim();
       if (name === 'content-length') {
-        if (length !== undefined && length !== value) {
+        if (!LENGTH.test(value)) {
+          this.fail(call, `its answer's Content-Length is not a number`);
+          return;
+        }
+        if (length !== undefined && Number(length) !== Number(value)) {
           this.fail(call, 'its answer has conflicting Content-Length headers');
           return;
         }
         length = value;
       } else if (name === 'transfer-encoding') {
-        encoded = true;
-        chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+        // As nginx: a coding other than chunked could not be passed on (it is hop-by-hop) nor undone here.
+        if (chunked || value.toLowerCase() !== 'chunked') {
+          this.fail(call, 'its answer uses a transfer coding other than chunked');
+          return;
+        }
+        chunked = true;
         continue;
       } else if (name === 'connection') {
         if (/\bclose\b/i.test(value)) this.reusable = false;
@@ -406,28 +442,21 @@ class Connection {
       } else if (!this.pool.passes(name, status)) continue;
       headers.push(name, value);
     }
+    if (chunked && length !== undefined) {
+      this.fail(call, 'its answer has both Content-Length and Transfer-Encoding');
+      return;
+    }
     const rest = bytes.subarray(end + 4);
-    if (status < 200 && status !== 101) {
+    if (status < 200) {
       // An interim answer (100 Continue, 103 Early Hints): the real one follows.
       if (rest.byteLength > 0) this.onHead(call, rest);
       return;
     }
     const method = call.request.method;
-    if (method === 'HEAD' || status === 204 || status === 304 || status === 101) this.framing = { kind: 'none' };
-    else if (encoded) this.framing = chunked ? { kind: 'chunked' } : { kind: 'close' };
-    else if (length !== undefined) {
-      if (!/^\d+$/.test(length)) {
-        this.fail(call, `its answer's Content-Length is not a number (${JSON.stringify(length)})`);
-        return;
-      }
-      this.framing = { kind: 'length', left: Number(length) };
-    } else this.framing = { kind: 'close' };
-    if (encoded && length !== undefined) {
-      // Transfer-Encoding overrides a Content-Length, which must not be passed on (RFC 9112 §6.3).
-      for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i] === 'content-length') headers.splice(i, 2);
-      this.reusable = false;
-    }
-    if (status === 101) this.reusable = false;
+    if (method === 'HEAD' || status === 204 || status === 304) this.framing = { kind: 'none' };
+    else if (chunked) this.framing = { kind: 'chunked' };
+    else if (length !== undefined) this.framing = { kind: 'length', left: Number(length) };
+    else this.framing = { kind: 'close' };
     this.phase = 'body';
     const statusText = statusLine.slice(13);
 
@@ -553,14 +582,17 @@ class Connection {
       this.line += piece;
       if (this.line.length > 4096) throw new Error('its answer has a malformed chunk');
       if (newline < 0) return false;
-      const line = this.line.replace(/\r?\n$/, '');
+      // Lines end in CRLF, with no other control byte (as gateway/native/src/http.rs `Chunks` reads them):
+      // the client gets the data chunked anew, but a lenient reading here could end the body elsewhere.
+      const line = this.line.slice(0, -2);
+      if (!this.line.endsWith('\r\n') || hasControl(line)) throw new Error('its answer has a malformed chunk');
       this.line = '';
       if (this.chunkState === 'data-end') {
         if (line !== '') throw new Error('its answer has a malformed chunk');
         this.chunkState = 'size';
       } else if (this.chunkState === 'size') {
-        const size = Number.parseInt(line.split(';', 1)[0] as string, 16);
-        if (!/^[0-9a-f]+/i.test(line) || Number.isNaN(size)) throw new Error('its answer has a malformed chunk size');
+        const size = Number.parseInt(line, 16);
+        if (!CHUNK_SIZE.test(line)) throw new Error('its answer has a malformed chunk');
         if (size === 0) this.chunkState = 'trailer';
         else {
           this.chunkLeft = size;

@@ -7,6 +7,8 @@ pub const MAX_HEAD: usize = 64 * 1024;
 /** Request bodies the front reads itself (by Content-Length); larger ones go to the gateway's servers. */
 pub const MAX_BODY: usize = 1024 * 1024;
 
+use std::io::Write;
+
 const PREFIX: &[u8] = b"/function/";
 
 /** What the invoke path does with a request header. */
@@ -270,32 +272,79 @@ impl Answer {
     }
 }
 
-/** Reads an answer's head (without its final CRLF CRLF); None when it is not HTTP/1.x. */
-pub fn parse_answer(head: &[u8]) -> Option<Answer> {
+/** A byte no answer's head may hold outside its line ends: a control other than HTAB (a bare CR or LF, NUL, DEL). */
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/** Whether a list header's value (`Connection`) names `token`, in any case. */
+fn lists(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|item| {
+        let (start, end) = trim(item, 0, item.len());
+        item[start..end].eq_ignore_ascii_case(token)
+    })
+}
+
+/**
+ * Reads an answer's head (without its final CRLF CRLF), as strictly as the Bun front's upstream
+ * (gateway/invoke/upstream.ts `onHead`): what is wrong with it, else. Its status line and header lines
+ * reach the client, so a bare LF, a control byte or a name that is not a token would let a function
+ * forge headers or a second answer; the body's framing must be one, plainly.
+ */
+pub fn parse_answer(head: &[u8]) -> Result<Answer, &'static str> {
     let line_end = head.windows(2).position(|w| w == b"\r\n").unwrap_or(head.len());
     let line = &head[..line_end];
     let http10 = line.starts_with(b"HTTP/1.0 ");
-    if !http10 && !line.starts_with(b"HTTP/1.1 ") || line.len() < 12 {
-        return None;
+    if !http10 && !line.starts_with(b"HTTP/1.1 ") || line.len() < 12 || !line[9..12].iter().all(u8::is_ascii_digit) {
+        return Err("it answered something other than HTTP/1.1");
     }
-    let status: u16 = std::str::from_utf8(&line[9..12]).ok()?.parse().ok()?;
+    if line.len() > 12 && line[12] != b' ' || line.iter().any(|&b| is_control(b)) {
+        return Err("its answer has a malformed status line");
+    }
+    let status = line[9..12].iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    if !(100..=599).contains(&status) {
+        return Err("it answered something other than HTTP/1.1");
+    }
+    if status == 101 {
+        return Err("it switched protocols (101), which the request did not ask for");
+    }
     let reason = if line.len() > 13 { (13, line_end) } else { (line_end, line_end) };
     let mut answer = Answer { status, reason, headers: Vec::with_capacity(8), content_length: None, chunked: false, close: http10 };
+    let mut encoded = false;
     let mut at = if line_end < head.len() { line_end + 2 } else { head.len() };
     while at < head.len() {
         let end = head[at..].windows(2).position(|w| w == b"\r\n").map(|p| p + at).unwrap_or(head.len());
-        let colon = head[at..end].iter().position(|&b| b == b':').map(|p| p + at)?;
+        let colon = head[at..end].iter().position(|&b| b == b':').map(|p| p + at);
+        let Some(colon) = colon.filter(|&c| c > at) else { return Err("its answer has a malformed header line") };
+        if !head[at..colon].iter().all(|&b| is_token(b)) || head[colon..end].iter().any(|&b| is_control(b)) {
+            return Err("its answer has a malformed header line");
+        }
         let mut room = [0u8; 64];
         let lower = lowered(&head[at..colon], &mut room);
         let value = trim(head, colon + 1, end);
         let text = &head[value.0..value.1];
         match &*lower {
-            b"content-length" => answer.content_length = Some(std::str::from_utf8(text).ok()?.parse().ok()?),
-            b"transfer-encoding" => answer.chunked = text.eq_ignore_ascii_case(b"chunked"),
+            b"content-length" => {
+                if text.is_empty() || text.len() > 15 || !text.iter().all(u8::is_ascii_digit) {
+                    return Err("its answer's Content-Length is not a number");
+                }
+                let length = text.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+                if answer.content_length.is_some_and(|seen| seen != length) {
+                    return Err("its answer has conflicting Content-Length headers");
+                }
+                answer.content_length = Some(length);
+            }
+            b"transfer-encoding" => {
+                if encoded || !text.eq_ignore_ascii_case(b"chunked") {
+                    return Err("its answer uses a transfer coding other than chunked");
+                }
+                encoded = true;
+                answer.chunked = true;
+            }
             b"connection" => {
-                if text.eq_ignore_ascii_case(b"close") {
+                if lists(text, b"close") {
                     answer.close = true;
-                } else if http10 && text.eq_ignore_ascii_case(b"keep-alive") {
+                } else if http10 && lists(text, b"keep-alive") {
                     answer.close = false;
                 }
             }
@@ -305,7 +354,10 @@ pub fn parse_answer(head: &[u8]) -> Option<Answer> {
         answer.headers.push(((at, colon), value, forwarded));
         at = end + 2;
     }
-    Some(answer)
+    if encoded && answer.content_length.is_some() {
+        return Err("its answer has both Content-Length and Transfer-Encoding");
+    }
+    Ok(answer)
 }
 
 /**
@@ -329,60 +381,78 @@ fn forwarded(lower: &[u8]) -> bool {
     ) && !lower.starts_with(b"x-plat-")
 }
 
-/** Where a chunked body stands, fed as its bytes pass through. */
+/** A chunk's size line (extensions included) or a trailer line past this is refused. */
+const MAX_CHUNK_LINE: usize = 4096;
+
+/**
+ * Where a chunked body stands, fed as its bytes pass through. What the client gets is its data
+ * chunked anew: extensions and trailers, which the function wrote and no one checked, are dropped
+ * (as the Bun front does), and a control byte in them breaks the framing.
+ */
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Chunks {
-    /** Reading a chunk's size line (the size so far, and whether an extension began). */
-    Size(u64, bool, bool),
+    /** Reading a chunk's size line: the size so far, whether a digit came, whether an extension began, the line's length. */
+    Size(u64, bool, bool, usize),
     /** The size line's LF. */
     SizeEnd(u64),
     Data(u64),
     DataCr,
     DataLf,
-    /** Trailer lines after the last chunk (whether the current line is empty so far). */
-    Trailer(bool),
+    /** Trailer lines after the last chunk: whether the current line is empty so far, and its length. */
+    Trailer(bool, usize),
     TrailerLf(bool),
     Done,
 }
 
 impl Chunks {
     pub fn new() -> Self {
-        Chunks::Size(0, false, false)
+        Chunks::Size(0, false, false, 0)
     }
 
     /**
-     * Takes bytes until the body ends; returns how many belong to it (all of them unless it ended
-     * inside), or None when the framing is broken.
+     * Takes bytes until the body ends, writing its data to `out` as chunks (and the last chunk once
+     * it ends); returns how many bytes belong to it (all of them unless it ended inside), or None
+     * when the framing is broken.
      */
-    pub fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Option<usize> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
             *self = match *self {
-                Chunks::Size(size, digits, ext) => match b {
-                    b'\r' if digits => Chunks::SizeEnd(size),
-                    _ if ext => Chunks::Size(size, digits, true),
-                    b';' | b' ' | b'\t' if digits => Chunks::Size(size, digits, true),
-                    _ => {
-                        let digit = (b as char).to_digit(16)? as u64;
-                        if size > (u64::MAX >> 8) {
-                            return None;
-                        }
-                        Chunks::Size(size * 16 + digit, true, false)
+                Chunks::Size(size, digits, ext, length) => {
+                    if length >= MAX_CHUNK_LINE {
+                        return None;
                     }
-                },
+                    match b {
+                        b'\r' if digits => Chunks::SizeEnd(size),
+                        _ if is_control(b) => return None,
+                        _ if ext => Chunks::Size(size, digits, true, length + 1),
+                        b';' | b' ' | b'\t' if digits => Chunks::Size(size, digits, true, length + 1),
+                        _ => {
+                            let digit = (b as char).to_digit(16)? as u64;
+                            // Fifteen digits at most (as the Bun front reads them): never past u64.
+                            if length >= 15 {
+                                return None;
+                            }
+                            Chunks::Size(size * 16 + digit, true, false, length + 1)
+                        }
+                    }
+                }
                 Chunks::SizeEnd(size) => {
                     if b != b'\n' {
                         return None;
                     }
                     if size == 0 {
-                        Chunks::Trailer(true)
+                        Chunks::Trailer(true, 0)
                     } else {
                         Chunks::Data(size)
                     }
                 }
                 Chunks::Data(left) => {
                     let take = ((bytes.len() - i) as u64).min(left);
+                    let _ = write!(out, "{take:x}\r\n");
+                    out.extend_from_slice(&bytes[i..i + take as usize]);
+                    out.extend_from_slice(b"\r\n");
                     i += take as usize;
                     *self = if take == left { Chunks::DataCr } else { Chunks::Data(left - take) };
                     continue;
@@ -397,20 +467,27 @@ impl Chunks {
                     if b != b'\n' {
                         return None;
                     }
-                    Chunks::Size(0, false, false)
+                    Chunks::new()
                 }
-                Chunks::Trailer(empty) => match b {
-                    b'\r' => Chunks::TrailerLf(empty),
-                    _ => Chunks::Trailer(false),
-                },
+                Chunks::Trailer(empty, length) => {
+                    if length >= MAX_CHUNK_LINE {
+                        return None;
+                    }
+                    match b {
+                        b'\r' => Chunks::TrailerLf(empty),
+                        _ if is_control(b) => return None,
+                        _ => Chunks::Trailer(false, length + 1),
+                    }
+                }
                 Chunks::TrailerLf(empty) => {
                     if b != b'\n' {
                         return None;
                     }
                     if empty {
+                        out.extend_from_slice(b"0\r\n\r\n");
                         Chunks::Done
                     } else {
-                        Chunks::Trailer(true)
+                        Chunks::Trailer(true, 0)
                     }
                 }
                 Chunks::Done => return Some(i),
@@ -504,18 +581,51 @@ mod tests {
     }
 
     #[test]
-    fn follows_chunks() {
+    fn follows_chunks_and_chunks_their_data_anew() {
         let body = b"4;x=y\r\nWiki\r\n5\r\npedia\r\n0\r\ntrailer: 1\r\n\r\nNEXT";
         let end = body.len() - 4;
         for split in 0..body.len() {
             let mut chunks = Chunks::new();
-            let first = chunks.feed(&body[..split]).unwrap();
+            let mut out = Vec::new();
+            let first = chunks.feed(&body[..split], &mut out).unwrap();
             assert_eq!(first, split.min(end));
-            let second = chunks.feed(&body[split..]).unwrap();
+            let second = chunks.feed(&body[split..], &mut out).unwrap();
             assert_eq!(first + second, end, "split at {split}");
             assert_eq!(chunks, Chunks::Done);
+            // Chunked anew: the data alone, without the extension and the trailer.
+            let mut data = Vec::new();
+            let mut at = 0;
+            loop {
+                let line = out[at..].windows(2).position(|w| w == b"\r\n").unwrap() + at;
+                let size = usize::from_str_radix(std::str::from_utf8(&out[at..line]).unwrap(), 16).unwrap();
+                if size == 0 {
+                    assert_eq!(&out[line..], b"\r\n\r\n");
+                    break;
+                }
+                data.extend_from_slice(&out[line + 2..line + 2 + size]);
+                assert_eq!(&out[line + 2 + size..line + 4 + size], b"\r\n");
+                at = line + 4 + size;
+            }
+            assert_eq!(data, b"Wikipedia");
         }
-        assert!(Chunks::new().feed(b"zz\r\n").is_none());
+    }
+
+    #[test]
+    fn refuses_broken_chunks() {
+        for body in [
+            &b"zz\r\n"[..],
+            b"2;a\nx-forged: 1\r\nok\r\n0\r\n\r\n",
+            b"2\nok\r\n0\r\n\r\n",
+            b"2\r\nokX\r\n0\r\n\r\n",
+            b"2\r\nok\r\n0\r\nx: 1\nforged: 1\r\n\r\n",
+            b"\r\n",
+            b"+2\r\nok\r\n0\r\n\r\n",
+            b"1000000000000000\r\n",
+        ] {
+            assert!(Chunks::new().feed(body, &mut Vec::new()).is_none(), "{}", String::from_utf8_lossy(body));
+        }
+        let long = [b"2;".as_slice(), &[b'a'; MAX_CHUNK_LINE]].concat();
+        assert!(Chunks::new().feed(&long, &mut Vec::new()).is_none());
     }
 
     #[test]
@@ -527,6 +637,36 @@ mod tests {
         assert_eq!(answer.framing(true), Framing::None);
         assert_eq!(answer.header(head, b"x-plat-refused"), Some(&b"instance"[..]));
         assert_eq!(parse_answer(b"HTTP/1.1 200 OK").unwrap().framing(false), Framing::Close);
+        assert_eq!(parse_answer(b"HTTP/1.1 200").unwrap().status, 200);
         assert!(parse_answer(b"HTTP/1.0 204 No Content").unwrap().close);
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nconnection: keep-alive, Close").unwrap().close);
+        assert!(!parse_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2").unwrap().close);
+        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked").unwrap().framing(false), Framing::Chunked);
+    }
+
+    #[test]
+    fn refuses_answers_that_could_forge_a_header_or_an_answer() {
+        for head in [
+            &b"HTTP/1.1 200 OK\nx-forged: 1"[..],
+            b"HTTP/1.1 200 OK\r\nx-a: 1\nx-forged: 1",
+            b"HTTP/1.1 200 OK\r\nx-a: 1\rx-forged: 1",
+            b"HTTP/1.1 200 OK\r\nx-a: \x001",
+            b"HTTP/1.1 200 OK\r\nx a: 1",
+            b"HTTP/1.1 200 OK\r\n: 1",
+            b"HTTP/1.1 200 OK\r\nno colon",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 20",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +2",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2, 2",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2",
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x",
+            b"HTTP/1.1 +20 OK",
+            b"HTTP/1.1 099 Low",
+            b"HTTP/1.1 200OK",
+            b"HTTP/2 200 OK",
+        ] {
+            assert!(parse_answer(head).is_err(), "{}", String::from_utf8_lossy(head));
+        }
     }
 }

@@ -194,10 +194,16 @@ impl Conn {
         };
         if answer.status == 421 && answer.header(&answer_bytes, b"x-plat-refused") == Some(b"instance") {
             // Another instance answers at its address: it is gone, and the request never reached it.
-            self.gone(&pool, instance);
+            self.gone(&pool, instance, "another instance answers at its address");
             return self.pass(bytes, head_request, self.sh.front, Pass::Front).await;
         }
         let framing = answer.framing(head_request);
+        if framing == Framing::Chunked && Chunks::new().feed(&answer_bytes[answer_end + 4..], &mut Vec::new()).is_none() {
+            // Broken before anything was sent: the client gets the platform's error, not half an answer.
+            let failure = Failure::Instance { message: "its answer has a malformed chunk", reached: true };
+            let method = &bytes[request.method.0..request.method.1];
+            return self.failed(failure, &pool, instance, bytes, &request, method, &request_id, started, head_request).await;
+        }
         let mut head = Vec::with_capacity(answer_end + 128);
         let _ = write!(head, "HTTP/1.1 {} ", answer.status);
         head.extend_from_slice(&answer_bytes[answer.reason.0..answer.reason.1]);
@@ -405,23 +411,20 @@ impl Conn {
                             if n < room {
                                 drained(&up);
                             }
-                            let Some(end) = find_head_end(&answer, scanned) else {
-                                scanned = answer.len();
-                                if answer.len() > MAX_HEAD {
-                                    return Err(Failure::Instance { message: "its answer's head is too large", reached: true });
+                            // Interim answers (100 Continue, 103 Early Hints) are dropped: the final one follows,
+                            // maybe in the same read.
+                            while let Some(end) = find_head_end(&answer, scanned) {
+                                let head = parse_answer(&answer[..end]).map_err(|message| Failure::Instance { message, reached: true })?;
+                                if head.status >= 200 {
+                                    return Ok((up, answer, end, head));
                                 }
-                                continue;
-                            };
-                            let Some(head) = parse_answer(&answer[..end]) else {
-                                return Err(Failure::Instance { message: "its answer is not HTTP/1.1", reached: true });
-                            };
-                            if head.status < 200 && head.status != 101 {
-                                // An interim answer (100 Continue, 103 Early Hints): the final one follows.
                                 answer.drain(..end + 4);
                                 scanned = 0;
-                                continue;
                             }
-                            return Ok((up, answer, end, head));
+                            scanned = answer.len();
+                            if answer.len() > MAX_HEAD {
+                                return Err(Failure::Instance { message: "its answer's head is too large", reached: true });
+                            }
                         }
                         _ => {
                             if reused && attempt == 0 && answer.is_empty() {
@@ -489,7 +492,7 @@ impl Conn {
                 self.error(504, "Gateway Timeout", "UPSTREAM_TIMEOUT", &message, request_id, head_request).await
             }
             Failure::Instance { message, reached } => {
-                self.gone(pool, instance);
+                self.gone(pool, instance, message);
                 let idempotent = matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE");
                 if !reached || idempotent {
                     // The gateway places it again (a cold start if need be), as it does its own.
@@ -502,11 +505,11 @@ impl Conn {
         }
     }
 
-    /** A container that failed: nothing is sent to it again here, and the gateway drops it and tells its entity. */
-    fn gone(&self, pool: &Pool, instance: &Instance) {
+    /** A container that failed (`failure` says how): nothing is sent to it again here, and the gateway drops it and tells its entity, which stops it. */
+    fn gone(&self, pool: &Pool, instance: &Instance, failure: &str) {
         instance.state.gone.store(true, Ordering::Relaxed);
         instance.state.idle.lock().unwrap().clear();
-        self.sh.event(format!("g\t{}\t{}\t{}\n", instance.container_id, pool.key, pool.name).as_bytes());
+        self.sh.event(format!("g\t{}\t{}\t{}\t{}\n", instance.container_id, pool.key, pool.name, failure).as_bytes());
     }
 
     /** The platform's error answer, in the JSON error shape (gateway/errors.ts); false: the connection closes when it cannot be written. */
@@ -643,12 +646,15 @@ impl Conn {
                     return (false, false);
                 }
                 let mut left = length - first as u64;
+                let mut extra = extra;
                 while left > 0 {
                     pending.clear();
                     match read_some(up, pending).await {
                         Ok(n) if n > 0 => {
                             let take = (n as u64).min(left) as usize;
                             left -= take as u64;
+                            // Bytes past the body: the connection is out of step, and not used again.
+                            extra = take < n;
                             if self.sock.write_all(&pending[..take]).await.is_err() {
                                 return (false, false);
                             }
@@ -661,19 +667,20 @@ impl Conn {
             }
             Framing::Chunked => {
                 let mut chunks = Chunks::new();
-                let Some(took) = chunks.feed(&pending[start..]) else { return (false, false) };
-                head.extend_from_slice(&pending[start..start + took]);
+                let Some(took) = chunks.feed(&pending[start..], &mut head) else { return (false, false) };
                 let mut extra = start + took < pending.len();
                 if self.sock.write_all(&head).await.is_err() {
                     return (false, false);
                 }
+                let mut out = head;
                 while chunks != Chunks::Done {
                     pending.clear();
                     match read_some(up, pending).await {
                         Ok(n) if n > 0 => {
-                            let Some(took) = chunks.feed(pending) else { return (false, false) };
+                            out.clear();
+                            let Some(took) = chunks.feed(pending, &mut out) else { return (false, false) };
                             extra = took < pending.len();
-                            if self.sock.write_all(&pending[..took]).await.is_err() {
+                            if self.sock.write_all(&out).await.is_err() {
                                 return (false, false);
                             }
                         }
@@ -781,7 +788,7 @@ impl Conn {
                 }
                 return self.internal().await;
             };
-            let Some(head) = parse_answer(&answer[..end]) else { return self.internal().await };
+            let Ok(head) = parse_answer(&answer[..end]) else { return self.internal().await };
             let framing = head.framing(head_request);
             let (reusable, client_ok) = self.relay(&mut conn, answer[..end + 4].to_vec(), answer, end + 4, framing, false).await;
             if reusable && !head.close {
