@@ -16,13 +16,21 @@ export const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+/**
+ * What a client says of where a request came from, other than X-Forwarded-For (which the gateway
+ * extends): the gateway sets X-Forwarded-Host and -Proto itself, and no one vouches for the client's
+ * own, so a function reading them gets one value, the gateway's.
+ */
+export const FORWARDING = new Set(['x-forwarded-host', 'x-forwarded-proto', 'forwarded', 'x-real-ip']);
+
 /** What the invoke path needs of a request's headers, read in one pass. */
 export interface RequestHeads {
   /**
    * The header lines the function gets (`name: value\r\n` each): the client's, less the hop-by-hop
    * ones, the platform's bearer token (it must never reach user code), `host` (the container's is
-   * sent), the framing (the client sets it from the body) and any `x-plat-*` header (only the
-   * gateway sets those); plus the request id and the forwarding headers. The body is forwarded as it
+   * sent), the framing (the client sets it from the body), any `x-plat-*` header (only the gateway
+   * sets those) and the client's forwarding headers but X-Forwarded-For (FORWARDING); plus the
+   * request id and the gateway's forwarding headers. The body is forwarded as it
    * came, compressed or not, so `accept-encoding` stays.
    */
   lines: string;
@@ -81,7 +89,7 @@ export function readRequestHeaders(
         contentLength = Number(value);
         continue;
     }
-    if (HOP_BY_HOP.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || FORWARDING.has(name)) continue;
     if (name.startsWith(PLATFORM_HEADER_PREFIX)) {
       if (PASSED_PLATFORM_HEADERS.has(name)) platformLines = `${platformLines ?? ''}${name}: ${value}\r\n`;
       continue;

@@ -22,6 +22,7 @@ const ECHO = `export default {
       forwardedFor: request.headers.get('x-forwarded-for'),
       requestId: request.headers.get('x-request-id'),
       authorization: request.headers.get('authorization'),
+      forwarding: ['x-forwarded-host', 'x-forwarded-proto', 'forwarded', 'x-real-ip'].map((name) => request.headers.get(name)),
     });
   },
 };
@@ -206,6 +207,26 @@ for (const kind of ['bun', 'native'] as const)
       } finally {
         connection.close();
         await s.api.request(`/functions/${slow}`, { method: 'DELETE' });
+      }
+    });
+
+    it("gives the function the gateway's forwarding headers, not those the client made up", async () => {
+      const connection = await rawConnection(front.url);
+      try {
+        const [served] = await connection.exchange(
+          `GET /function/${name} HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer ${s.token}\r\n` +
+            'x-forwarded-host: elsewhere\r\nx-forwarded-proto: https\r\nforwarded: for=192.0.2.1\r\nx-real-ip: 192.0.2.1\r\n' +
+            'x-forwarded-for: 192.0.2.2\r\n\r\n',
+          1,
+          ['GET'],
+        );
+        expect(JSON.parse(served?.body ?? '')).toMatchObject({
+          forwarding: ['gateway', 'http', null, null],
+          // The client's chain is kept, with its own address last.
+          forwardedFor: '192.0.2.2, 127.0.0.1',
+        });
+      } finally {
+        connection.close();
       }
     });
 

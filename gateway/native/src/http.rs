@@ -21,6 +21,8 @@ pub enum Kind {
     ContentLength,
     /** Hop-by-hop (RFC 9110 §7.6.1): never forwarded. */
     HopByHop,
+    /** What the client says of where it came from, but X-Forwarded-For: the front sets its own (headers.ts FORWARDING). */
+    Forwarding,
     /** `x-plat-attempt` and `x-plat-call-id`: passed on from a trusted caller only. */
     PlatformPassed,
     /** Any other `x-plat-*`: only the gateway sets those. */
@@ -111,6 +113,7 @@ fn kind_of(lower: &[u8]) -> Kind {
         | b"trailer"
         | b"transfer-encoding"
         | b"upgrade" => Kind::HopByHop,
+        b"x-forwarded-host" | b"x-forwarded-proto" | b"forwarded" | b"x-real-ip" => Kind::Forwarding,
         b"x-plat-attempt" | b"x-plat-call-id" => Kind::PlatformPassed,
         _ if lower.starts_with(b"x-plat-") => Kind::Platform,
         _ => Kind::Other,
