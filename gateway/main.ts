@@ -61,9 +61,11 @@ app.listen({
 const scheme = publicScheme(settings);
 const server = { hostname: '127.0.0.1', port: app.server?.port ?? 0 };
 let address: { hostname?: string; port?: number };
+let fronts = '';
 if (front && native) {
   // The native front takes the port; the Bun front serves, on loopback, what it does not decide.
   const behind = front.listen('127.0.0.1', 0, server);
+  fronts = `, native invoke front before the Bun front on 127.0.0.1:${behind.port}`;
   behindNative((port) => native.clientOf(port));
   policy.onChange = (name, entry) => native.access(name, entry);
   invoke.attachNative(native);
@@ -86,9 +88,7 @@ if (front && native) {
 } else {
   address = front ? front.listen(settings.host, settings.port, server, tls) : { hostname: app.server?.hostname, port: app.server?.port };
 }
-console.log(
-  `gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}"${native ? ', native invoke front' : ''})`,
-);
+console.log(`gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}"${fronts})`);
 
 const shutdown = async () => {
   events.abort();

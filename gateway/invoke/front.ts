@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket, SocketHandler, TCPSocketListener, TLSOptions } from 'bun';
 import { errorAnswer } from '../errors';
+import { PlatError } from '../../lib/errors';
 import { readRequestHeaders } from './headers';
 import { Outbox } from './outbox';
 import type { Incoming, InvokeService } from './service';
@@ -232,12 +233,12 @@ class Client {
     if (this.busy || this.closed || this.tunnel || !bytes) return;
     const end = bytes.indexOf('\r\n\r\n');
     if (end < 0) {
-      if (bytes.byteLength > MAX_HEAD_BYTES) this.toTunnel();
+      if (bytes.byteLength > MAX_HEAD_BYTES) this.leave();
       return;
     }
     const parsed = end <= MAX_HEAD_BYTES ? parseHead(bytes.toString('latin1', 0, end)) : undefined;
     if (!parsed) {
-      this.toTunnel();
+      this.leave();
       return;
     }
     const bodyStart = end + 4;
@@ -352,10 +353,11 @@ class Client {
   }
 
   /** The platform's error answer (errors.ts), as Bun's routes give it, written as any answer is (to HEAD, its head alone). */
-  private async writeError(error: unknown, requestId: string, headOnly: boolean): Promise<void> {
+  private async writeError(error: unknown, requestId: string, headOnly: boolean, close = false): Promise<void> {
     const { status, headers, body } = errorAnswer(error, requestId);
     const bytes = Buffer.from(body);
     const pairs = [...Object.entries(headers).flat(), 'content-length', String(bytes.byteLength)];
+    if (close) pairs.push('connection', 'close');
     await this.writeAnswer({ status, statusText: STATUS_CODES[status] ?? '', headers: pairs, body: bytes }, requestId, headOnly);
   }
 
@@ -415,6 +417,23 @@ class Client {
     if (!this.readPaused || this.closed) return;
     this.readPaused = false;
     this.socket.resume();
+  }
+
+  /**
+   * A request this front does not read: Bun's server gets the connection (a tunnel). Not one from the
+   * native front, which carries one client's request after another's and passes only requests it read
+   * as this front does: the tunnel would carry later clients' requests to Bun's server too. The request
+   * is refused and the connection closed instead (the native front then opens another).
+   */
+  private leave(): void {
+    if (!this.viaNative) {
+      this.toTunnel();
+      return;
+    }
+    this.busy = true;
+    this.pending = undefined;
+    const error = new PlatError('BAD_REQUEST', 'the gateway could not read this request; send it as plain HTTP/1.1');
+    void this.writeError(error, crypto.randomUUID(), false, true).then(() => this.end());
   }
 
   /** From now on the connection's bytes go both ways between the client and Bun's server, starting with those not served. */

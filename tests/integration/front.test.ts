@@ -230,6 +230,25 @@ for (const kind of ['bun', 'native'] as const)
       }
     });
 
+    if (kind === 'native')
+      it('has the Bun front behind it refuse a request it cannot read, and close, rather than tunnel a shared connection', async () => {
+        // The native front sends on only what the Bun front reads alike: this comes straight to the Bun
+        // front, on loopback, as the native front's connections do. Tunnelled to Bun's server, such a
+        // connection would carry later clients' requests there too.
+        const port = /before the Bun front on 127\.0\.0\.1:(\d+)/.exec((await gateway?.log()) ?? '')?.[1];
+        expect(port).toBeDefined();
+        const connection = await rawConnection(`http://127.0.0.1:${port}`);
+        try {
+          const [refused] = await connection.exchange('GET /healthz HTTP/1.1\r\nhost: gateway\r\n\r\n', 1, ['GET']);
+          expect(refused?.status).toBe(400);
+          expect(refused?.headers['x-plat-error']).toBe('BAD_REQUEST');
+          expect(refused?.headers.connection).toBe('close');
+          await waitFor('the connection to close', 10_000, () => connection.closed());
+        } finally {
+          connection.close();
+        }
+      });
+
     it("leaves a request it cannot read plainly to Bun's server, which refuses it", async () => {
       const connection = await rawConnection(front.url);
       try {

@@ -83,6 +83,8 @@ export async function rawConnection(url: string, localAddress?: string, ca?: str
       return got.slice(before);
     },
     send: (bytes: string) => socket.write(bytes),
+    /** Whether the gateway closed the connection. */
+    closed: () => closed,
     /** Every byte received so far, as latin1. */
     received: () => received.toString('latin1'),
     close: () => socket.destroy(),
