@@ -50,14 +50,26 @@ const tls = settings.tls ? { cert: Bun.file(settings.tls.certFile), key: Bun.fil
 // The invoke front takes the gateway's port (and ends TLS) and passes what it does not serve to Bun's
 // server on loopback (invoke/front.ts); with PLAT_INVOKE_FRONT=off, Bun's server takes the port itself.
 const front = settings.invokeFront ? new InvokeFront(invoke) : undefined;
+/** The gateway's port could not be taken: one line that says so, not a stack trace. */
+function cannotListen(error: unknown): never {
+  const code = (error as { code?: string }).code;
+  const why = code === 'EADDRINUSE' ? 'the port is in use (another gateway? `npm stop` stops the local one)' : (error as Error).message;
+  console.error(`the gateway could not listen on ${settings.host}:${settings.port}: ${why}; set PORT (and HOST) to choose another`);
+  process.exit(1);
+}
+
 // Bun's own cap is twice the gateway's: up to it, a body too large by its Content-Length gets the JSON error shape (app.ts).
-app.listen({
-  port: front ? 0 : settings.port,
-  hostname: front ? '127.0.0.1' : settings.host,
-  idleTimeout: 255,
-  maxRequestBodySize: 2 * LIMITS.requestBodyBytes,
-  tls: front ? undefined : tls,
-});
+try {
+  app.listen({
+    port: front ? 0 : settings.port,
+    hostname: front ? '127.0.0.1' : settings.host,
+    idleTimeout: 255,
+    maxRequestBodySize: 2 * LIMITS.requestBodyBytes,
+    tls: front ? undefined : tls,
+  });
+} catch (error) {
+  cannotListen(error);
+}
 const scheme = publicScheme(settings);
 const server = { hostname: '127.0.0.1', port: app.server?.port ?? 0 };
 let address: { hostname?: string; port?: number };
@@ -86,7 +98,11 @@ if (front && native) {
     process.exit(1);
   }
 } else {
-  address = front ? front.listen(settings.host, settings.port, server, tls) : { hostname: app.server?.hostname, port: app.server?.port };
+  try {
+    address = front ? front.listen(settings.host, settings.port, server, tls) : { hostname: app.server?.hostname, port: app.server?.port };
+  } catch (error) {
+    cannotListen(error);
+  }
 }
 console.log(`gateway listening on ${scheme}://${address.hostname}:${address.port} (task queue "${settings.taskQueue}"${fronts})`);
 
