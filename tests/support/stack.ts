@@ -281,23 +281,38 @@ export async function extraGateway(
   env: Record<string, string>,
   scheme: 'http' | 'https' = 'http',
 ): Promise<{ url: string; port: number; log: () => Promise<string>; stop: () => Promise<void> }> {
-  const port = await freePort();
-  // A log of its own: the kernel hands out a port again within a run, and a log named after the port
-  // alone would hold an earlier gateway's "gateway listening", taken for this one's before it listens.
-  const logFile = join(s.dataDir, `gateway-extra-${++extraGateways}-${port}.log`);
-  const out = openSync(logFile, 'wx');
-  const child = Bun.spawn([BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
-    env: { ...s.processEnv, ...GATEWAY_ENV, PORT: String(port), ...env },
-    cwd: ROOT,
-    stdout: out,
-    stderr: out,
-  });
-  closeSync(out); // (the gateway has its own copy)
-  const log = () => Bun.file(logFile).text();
-  await waitFor(`a gateway on :${port}`, 30_000, async () => {
-    if (child.exitCode !== null) throw new Error(`the extra gateway exited: ${await log()}`);
-    return (await log()).includes('gateway listening');
-  });
+  // freePort's port is free when it answers, not when the gateway binds it: another process may take
+  // it in between. Then the gateway exits at once, and another port is tried.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    // A log of its own: the kernel hands out a port again within a run, and a log named after the port
+    // alone would hold an earlier gateway's "gateway listening", taken for this one's before it listens.
+    const logFile = join(s.dataDir, `gateway-extra-${++extraGateways}-${port}.log`);
+    const out = openSync(logFile, 'wx');
+    const child = Bun.spawn([BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
+      env: { ...s.processEnv, ...GATEWAY_ENV, PORT: String(port), ...env },
+      cwd: ROOT,
+      stdout: out,
+      stderr: out,
+    });
+    closeSync(out); // (the gateway has its own copy)
+    const log = () => Bun.file(logFile).text();
+    let taken = false;
+    await waitFor(`a gateway on :${port}`, 30_000, async () => {
+      if (child.exitCode !== null) {
+        const text = await log();
+        taken = /could not (listen|start)[^\n]*in use/i.test(text);
+        if (taken && attempt < 3) return true;
+        throw new Error(`the extra gateway exited: ${text}`);
+      }
+      return (await log()).includes('gateway listening');
+    });
+    if (taken) continue;
+    return extraGatewayOf(scheme, port, log, child);
+  }
+}
+
+function extraGatewayOf(scheme: 'http' | 'https', port: number, log: () => Promise<string>, child: Bun.Subprocess) {
   return {
     url: `${scheme}://127.0.0.1:${port}`,
     port,
