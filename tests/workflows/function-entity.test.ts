@@ -42,6 +42,8 @@ const docker = {
   created: [] as Array<{ version: string; instanceId: string }>,
   removed: [] as string[],
   retired: [] as string[][],
+  /** Retirements without the stop's grace, with the reason the function's log gets. */
+  killed: [] as Array<{ containerId: string; reason?: string }>,
   removedAll: 0,
   /** Removals of every container that began (and may be waiting at their gate). */
   removalsBegun: 0,
@@ -146,8 +148,9 @@ function stubActivities(client: Client): Partial<Activities> {
     removeContainer: async ({ containerId }) => {
       docker.removed.push(containerId);
     },
-    retireContainers: async ({ containerIds }) => {
+    retireContainers: async ({ containerIds, reason, now }) => {
       docker.retired.push(containerIds);
+      if (now) for (const containerId of containerIds) docker.killed.push({ containerId, reason });
     },
     removeContainers: async () => {
       docker.removalsBegun++;
@@ -484,6 +487,27 @@ describe('the function entity', () => {
     const instance = await instanceOf(name, 'v1');
     await entity(name).signal(instanceGoneSignal, instance.containerId);
     await waitFor('the instance to be forgotten', 10_000, async () => (await describeEntity(name)).instances.length === 0);
+  });
+
+  it('stops at once a container a gateway reports failing, listed or not yet, and leaves a dead one the worker reports to the reaper', async () => {
+    const name = newName();
+    await register(name, 'v1', at(1));
+    const instance = await instanceOf(name, 'v1');
+    const [failing, unlisted, dead] = [instance.containerId, `${name}-unlisted`, `${name}-dead`];
+    // First (signals are handled in order): by the time the others are stopped, this one would be too.
+    await entity(name).signal(instanceGoneSignal, dead);
+    await entity(name).signal(instanceGoneSignal, failing, 'its answer has a malformed header line');
+    // A gateway may route to a new instance (instance-ready) before its start is reported here.
+    await entity(name).signal(instanceGoneSignal, unlisted, 'its container closed the connection before answering');
+    const killed = () => docker.killed.filter((k) => [failing, unlisted, dead].includes(k.containerId));
+    await waitFor('the failing containers to be stopped', 10_000, () => killed().length === 2);
+    // The two stops run at once: in either order.
+    expect(killed().sort((a, b) => (a.containerId === failing ? -1 : b.containerId === failing ? 1 : 0))).toEqual([
+      { containerId: failing, reason: 'it failed a request (its answer has a malformed header line)' },
+      { containerId: unlisted, reason: 'it failed a request (its container closed the connection before answering)' },
+    ]);
+    expect((await describeEntity(name)).instances).toEqual([]);
+    expect(docker.retired.some((ids) => ids.includes(dead))).toBe(false);
   });
 
   it('continues as new with every field of its state, and finishes a drain the previous run began', async () => {
