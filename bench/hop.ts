@@ -5,7 +5,9 @@
  * target is measured in every round and the median is kept):
  *
  *   - straight to the function's container (what any proxy costs is measured against this),
- *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to,
+ *   - nginx, one worker, upstream keepalive: the figure the gateway's hop is held to; and nginx again
+ *     writing a JSON access log line a request (buffered, flushed every 100 ms), as the gateway writes
+ *     its invocation records, for a like-for-like figure,
  *   - Go's httputil.ReverseProxy (the proxy core of OpenFaaS, Fission and Knative), built by the
  *     bench from a few lines of Go, as the second reference,
  *   - a reverse proxy on Rust's tokio and hyper that only forwards, on one thread
@@ -16,8 +18,9 @@
  *     makes a Request or a Response,
  *   - the gateway's /function/<name>, with the bearer token (the running one, metrics on: the
  *     native invoke front when it is built, as by default),
- *   - four more gateways of this checkout that the bench starts alike: one with the native invoke
- *     front (PLAT_INVOKE_FRONT=native, gateway/native: the figure held to nginx), and three with the
+ *   - five more gateways of this checkout that the bench starts alike: two with the native invoke
+ *     front (PLAT_INVOKE_FRONT=native, gateway/native: the figure held to nginx; and with PLAT_METRICS=off,
+ *     no invocation records, as the nginx that logs nothing), and three with the
  *     Bun front (PLAT_INVOKE_FRONT=on): metrics and invocation records on, PLAT_METRICS=off, and
  *     PLAT_INVOKE_FRONT=off (Bun's HTTP server takes the port), so the cost of metrics and the gains
  *     of the fronts are measured in the same run;
@@ -56,6 +59,9 @@ const name = 'bench-hop';
 const NATIVE = 'Rust hyper, forward only';
 const SOCKETS = 'Bun sockets, header work only';
 const NATIVE_FRONT = 'gateway, native front';
+const NGINX = 'nginx (1 worker, keepalive)';
+const NGINX_LOGGED = 'nginx, JSON access log';
+const NATIVE_UNLOGGED = 'native front, metrics off';
 const api = new Api({ apiUrl, token });
 
 interface Sample {
@@ -142,8 +148,12 @@ async function answering(url: string, proc: { exitCode: number | null }, ms: num
   }
 }
 
-/** nginx in the foreground with a throw-away config: one worker, keepalive to the container. */
-async function startNginx(upstream: string): Promise<Started | null> {
+/**
+ * nginx in the foreground with a throw-away config: one worker, keepalive to the container. With
+ * `logged`, it writes a JSON line a request to a file, buffered and flushed every 100 ms, as the
+ * gateway writes its invocation records (the reference the bench holds it to logs nothing).
+ */
+async function startNginx(upstream: string, logged = false): Promise<Started | null> {
   if (!Bun.which('nginx') && !Bun.which('/usr/sbin/nginx')) return null;
   const dir = await mkdtemp(join(tmpdir(), 'plat-bench-nginx-'));
   const port = await freePort();
@@ -156,7 +166,12 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log;
 events { worker_connections 1024; }
 http {
-  access_log off;
+  ${
+    logged
+      ? `log_format plat escape=json '{"time":"$time_iso8601","status":$status,"method":"$request_method","path":"$uri","durationMs":$request_time,"requestId":"$request_id","bytesOut":$body_bytes_sent}';
+  access_log ${dir}/access.log plat buffer=64k flush=100ms;`
+      : 'access_log off;'
+  }
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
   upstream fn { server ${host}; keepalive 64; }
   server {
@@ -306,6 +321,7 @@ async function startGateway(metrics: boolean, front: 'on' | 'off' | 'native' = '
 }
 
 const nginx = await startNginx(direct);
+const nginxLogged = await startNginx(direct, true);
 const goProxy = await startGoProxy(direct);
 const nativeProxy = await startNativeProxy(direct);
 const auth = [`Authorization: Bearer ${token}`];
@@ -328,6 +344,7 @@ const withoutFront = await startGateway(true, 'off');
 const built = Bun.spawnSync(['bash', join(import.meta.dir, '../scripts/native-front.sh')], { stdout: 'ignore', stderr: 'inherit' });
 if (built.exitCode !== 0) throw new Error('the native invoke front did not build (scripts/native-front.sh)');
 const withNative = await startGateway(true, 'native');
+const withNativeUnlogged = await startGateway(false, 'native');
 // The container's own process, for its CPU time (the engine's CLI; left out when there is none).
 const inspected = Bun.which('docker')
   ? Bun.spawnSync(['docker', 'inspect', '-f', '{{.State.Pid}}', state.instances[0]?.containerId ?? ''])
@@ -335,7 +352,8 @@ const inspected = Bun.which('docker')
 const containerPid = inspected?.exitCode === 0 ? Number(inspected.stdout.toString().trim()) : 0;
 const targets: { label: string; url: string; headers: string[]; pids?: () => number[] }[] = [
   { label: 'straight to the container', url: `${direct}/`, headers: [], pids: containerPid ? () => [containerPid] : undefined },
-  ...(nginx ? [{ label: 'nginx (1 worker, keepalive)', url: nginx.url, headers: [], pids: nginx.pids }] : []),
+  ...(nginx ? [{ label: NGINX, url: nginx.url, headers: [], pids: nginx.pids }] : []),
+  ...(nginxLogged ? [{ label: NGINX_LOGGED, url: nginxLogged.url, headers: [], pids: nginxLogged.pids }] : []),
   ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [], pids: goProxy.pids }] : []),
   ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [], pids: nativeProxy.pids }] : []),
   { label: SOCKETS, url: `${socketProxy.url}function/${name}`, headers: auth, pids: socketProxy.pids },
@@ -344,6 +362,7 @@ const targets: { label: string; url: string; headers: string[]; pids?: () => num
   { label: 'Bun front, metrics off', url: `${withoutMetrics.url}/function/${name}`, headers: auth, pids: withoutMetrics.pids },
   { label: 'Bun server, front off', url: `${withoutFront.url}/function/${name}`, headers: auth, pids: withoutFront.pids },
   { label: NATIVE_FRONT, url: `${withNative.url}/function/${name}`, headers: auth, pids: withNative.pids },
+  { label: NATIVE_UNLOGGED, url: `${withNativeUnlogged.url}/function/${name}`, headers: auth, pids: withNativeUnlogged.pids },
   {
     label: 'Bun front, invoke key',
     url: `${withoutMetrics.url}/function/${name}`,
@@ -394,35 +413,41 @@ try {
     );
     const keyed = rpsOf('Bun front, invoke key');
     console.log(`  invoke key / admin token: ${(keyed / off).toFixed(3)} (same Bun-front gateway, metrics off)`);
-    if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    if (nginx) console.log(`  gateway / nginx: ${(rpsOf('plat gateway') / rpsOf(NGINX)).toFixed(2)}`);
     if (nginx) {
       console.log(
-        `  gateway with the native front / nginx: ${(rpsOf(NATIVE_FRONT) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)} (target ≥ 1.0 at -c10 and -c50); with the Bun front: ${(on / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`,
+        `  gateway with the native front / nginx: ${(rpsOf(NATIVE_FRONT) / rpsOf(NGINX)).toFixed(2)} (target ≥ 1.0 at -c10 and -c50); with the Bun front: ${(on / rpsOf(NGINX)).toFixed(2)}`,
       );
     }
     console.log(`  native front / Bun front: ${(rpsOf(NATIVE_FRONT) / on).toFixed(2)} (metrics on both)`);
+    if (nginx && nginxLogged) {
+      // Like for like: each logging a line a request, or neither.
+      console.log(
+        `  native front / nginx with a JSON access log: ${(rpsOf(NATIVE_FRONT) / rpsOf(NGINX_LOGGED)).toFixed(2)}; native front, metrics off / nginx: ${(rpsOf(NATIVE_UNLOGGED) / rpsOf(NGINX)).toFixed(2)}; nginx logged / not: ${(rpsOf(NGINX_LOGGED) / rpsOf(NGINX)).toFixed(2)}`,
+      );
+    }
     if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
-    if (nativeProxy && nginx)
-      console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
-    if (nginx) console.log(`  Bun sockets floor / nginx: ${(rpsOf(SOCKETS) / rpsOf('nginx (1 worker, keepalive)')).toFixed(2)}`);
+    if (nativeProxy && nginx) console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf(NGINX)).toFixed(2)}`);
+    if (nginx) console.log(`  Bun sockets floor / nginx: ${(rpsOf(SOCKETS) / rpsOf(NGINX)).toFixed(2)}`);
     const cpuRatio = (label: string, reference: string) => {
       const [a, b] = [cpuOf(label), cpuOf(reference)];
       return a === undefined || b === undefined ? '—' : (a / b).toFixed(2);
     };
     if (nginx) {
       console.log(
-        `  CPU per request / nginx's: native front ${cpuRatio(NATIVE_FRONT, 'nginx (1 worker, keepalive)')}, Bun front ${cpuRatio('Bun front, metrics on', 'nginx (1 worker, keepalive)')} (metrics off ${cpuRatio('Bun front, metrics off', 'nginx (1 worker, keepalive)')}), Bun sockets ${cpuRatio(SOCKETS, 'nginx (1 worker, keepalive)')}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, 'nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', 'nginx (1 worker, keepalive)')}` : ''}`,
+        `  CPU per request / nginx's: native front ${cpuRatio(NATIVE_FRONT, NGINX)}, Bun front ${cpuRatio('Bun front, metrics on', NGINX)} (metrics off ${cpuRatio('Bun front, metrics off', NGINX)}), Bun sockets ${cpuRatio(SOCKETS, NGINX)}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, NGINX)}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', NGINX)}` : ''}`,
       );
     }
     const p50 = (label: string) => median((samples.get(label) ?? []).map((s) => s.p50us));
     const direct50 = p50('straight to the container');
     const added = (label: string) => `${Math.round(p50(label) - direct50)} µs`;
     console.log(
-      `  p50 added over the container: native front ${added(NATIVE_FRONT)} (target ≤ 80 µs at -c1), gateway ${added('plat gateway')}${nginx ? `, nginx ${added('nginx (1 worker, keepalive)')}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}, Bun sockets ${added(SOCKETS)}`,
+      `  p50 added over the container: native front ${added(NATIVE_FRONT)} (target ≤ 80 µs at -c1), gateway ${added('plat gateway')}${nginx ? `, nginx ${added(NGINX)}` : ''}${goProxy ? `, Go ${added('Go httputil.ReverseProxy')}` : ''}${nativeProxy ? `, Rust ${added(NATIVE)}` : ''}, Bun sockets ${added(SOCKETS)}`,
     );
   }
 } finally {
   await nginx?.stop();
+  await nginxLogged?.stop();
   await goProxy?.stop();
   await nativeProxy?.stop();
   await socketProxy.stop();
@@ -430,5 +455,6 @@ try {
   await withoutMetrics.stop();
   await withoutFront.stop();
   await withNative.stop();
+  await withNativeUnlogged.stop();
   await api.request(`/functions/${name}`, { method: 'DELETE' });
 }
