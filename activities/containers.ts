@@ -407,23 +407,12 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     },
 
     /** Stops and removes exactly these containers: the ones a switch replaced, once their drain is over. */
-    async retireContainers({
-      containerIds,
-      name,
-      reason,
-      now = false,
-    }: {
-      containerIds: string[];
-      name?: string;
-      reason?: string;
-      /** Without the stop's grace (a container that failed): it may not heed SIGTERM at all. */
-      now?: boolean;
-    }): Promise<void> {
+    async retireContainers({ containerIds, name, reason }: { containerIds: string[]; name?: string; reason?: string }): Promise<void> {
       if (name && reason)
         for (const containerId of containerIds) logs?.append(name, platformRecord(`instance stopped: ${reason}`, { containerId }));
       // The gateways on this host route no new request to them from now (a stop takes a moment).
       if (name) for (const containerId of containerIds) events.publish({ type: 'instance-retired', name, containerId });
-      await Promise.all(containerIds.map((containerId) => (now ? removeContainer({ containerId }) : stopAndRemove(containerId))));
+      await Promise.all(containerIds.map(stopAndRemove));
     },
 
     /** Removes every container of a function (its removal). */

@@ -353,10 +353,14 @@ export async function functionEntity({ name, state: carried, historyLimit = ENTI
     if (failure !== undefined && patched(STOP_FAILED)) void stopFailed(containerId, failure);
   });
 
-  /** Stops a container that failed a request (the engine may have removed it already). */
+  /**
+   * Stops a container that failed a request (the engine may have removed it already). The gateways on
+   * this host drop it at once (instance-retired), and their cold starts never take it up again.
+   */
   async function stopFailed(containerId: string, failure: string): Promise<void> {
     try {
-      await retireContainers({ containerIds: [containerId], name, reason: `it failed a request (${failure})`, now: true });
+      // As any stop: its requests in flight (other gateways', say) get the stop's grace to finish.
+      await retireContainers({ containerIds: [containerId], name, reason: `it failed a request (${failure})` });
     } catch (error) {
       log.warn('stopping a container that failed a request failed', { containerId, error });
     }

@@ -81,6 +81,8 @@ Bun.listen({
     },
   },
 });
+// As PID 1 without a handler it would ignore the stop's SIGTERM and wait out its 10 s grace.
+process.on('SIGTERM', () => process.exit(0));
 await new Promise(() => {});
 export default { fetch: () => new Response('never') };
 `;

@@ -42,8 +42,8 @@ const docker = {
   created: [] as Array<{ version: string; instanceId: string }>,
   removed: [] as string[],
   retired: [] as string[][],
-  /** Retirements without the stop's grace, with the reason the function's log gets. */
-  killed: [] as Array<{ containerId: string; reason?: string }>,
+  /** Each container retired with a reason, and the reason (the function's log gets it). */
+  retiredFor: [] as Array<{ containerId: string; reason?: string }>,
   removedAll: 0,
   /** Removals of every container that began (and may be waiting at their gate). */
   removalsBegun: 0,
@@ -148,9 +148,9 @@ function stubActivities(client: Client): Partial<Activities> {
     removeContainer: async ({ containerId }) => {
       docker.removed.push(containerId);
     },
-    retireContainers: async ({ containerIds, reason, now }) => {
+    retireContainers: async ({ containerIds, reason }) => {
       docker.retired.push(containerIds);
-      if (now) for (const containerId of containerIds) docker.killed.push({ containerId, reason });
+      for (const containerId of containerIds) docker.retiredFor.push({ containerId, reason });
     },
     removeContainers: async () => {
       docker.removalsBegun++;
@@ -489,7 +489,7 @@ describe('the function entity', () => {
     await waitFor('the instance to be forgotten', 10_000, async () => (await describeEntity(name)).instances.length === 0);
   });
 
-  it('stops at once a container a gateway reports failing, listed or not yet, and leaves a dead one the worker reports to the reaper', async () => {
+  it('stops a container a gateway reports failing, listed or not yet, and leaves a dead one the worker reports to the reaper', async () => {
     const name = newName();
     await register(name, 'v1', at(1));
     const instance = await instanceOf(name, 'v1');
@@ -499,10 +499,10 @@ describe('the function entity', () => {
     await entity(name).signal(instanceGoneSignal, failing, 'its answer has a malformed header line');
     // A gateway may route to a new instance (instance-ready) before its start is reported here.
     await entity(name).signal(instanceGoneSignal, unlisted, 'its container closed the connection before answering');
-    const killed = () => docker.killed.filter((k) => [failing, unlisted, dead].includes(k.containerId));
-    await waitFor('the failing containers to be stopped', 10_000, () => killed().length === 2);
+    const stopped = () => docker.retiredFor.filter((k) => [failing, unlisted, dead].includes(k.containerId));
+    await waitFor('the failing containers to be stopped', 10_000, () => stopped().length === 2);
     // The two stops run at once: in either order.
-    expect(killed().sort((a, b) => (a.containerId === failing ? -1 : b.containerId === failing ? 1 : 0))).toEqual([
+    expect(stopped().sort((a, b) => (a.containerId === failing ? -1 : b.containerId === failing ? 1 : 0))).toEqual([
       { containerId: failing, reason: 'it failed a request (its answer has a malformed header line)' },
       { containerId: unlisted, reason: 'it failed a request (its container closed the connection before answering)' },
     ]);
