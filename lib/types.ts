@@ -143,7 +143,7 @@ export interface ColdStartInput {
   slot?: number;
   /**
    * Containers the gateway stopped routing to (they failed a request: an answer that was not HTTP, say)
-   * and may still run until their entity removes them: never taken over.
+   * and may still run until their entity stops them: never taken over.
    */
   avoid?: string[];
 }

@@ -60,6 +60,9 @@ type Refusal = Extract<InstanceOutcome, { accepted: false }>;
 
 type IdleAction = { at: number; instance?: Instance; action: 'pause' | 'stop' | 'start' };
 
+/** Histories from before an entity stopped the containers that failed a request replay without it. */
+const STOP_FAILED = 'stop-failed-instances';
+
 /**
  * One long-lived workflow per function (id `function/<name>`): the one writer of its versions and
  * instances. Deploys register versions, rollbacks activate them and cold starts report instances
@@ -79,9 +82,6 @@ type IdleAction = { at: number; instance?: Instance; action: 'pause' | 'stop' | 
  * recorded but not activated. A switch retires exactly the containers of the version it replaced,
  * after DRAIN_MS; preview instances of other versions idle out by the rules.
  */
-/** Histories from before an entity stopped the containers that failed a request replay without it. */
-const STOP_FAILED = 'stop-failed-instances';
-
 export async function functionEntity({ name, state: carried, historyLimit = ENTITY_HISTORY_LIMIT }: FunctionEntityInput): Promise<void> {
   const state: FunctionState = carried ?? { name, createdAt: new Date().toISOString(), versions: [], instances: [], retiring: [] };
   const mutex = new Mutex();
