@@ -32,7 +32,7 @@ const CRLF = Buffer.from('\r\n');
  * (a bare CR or LF, NUL) or a name that is not a token would let a function forge a header or a second
  * answer. gateway/native/src/http.rs `parse_answer` reads them alike.
  */
-const STATUS_LINE = /^HTTP\/1\.[01] [1-5]\d\d(?: |$)/;
+const STATUS_START = /^HTTP\/1\.[01] [1-5]\d\d/;
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Whether a line holds a control byte other than HTAB: a bare CR or LF, NUL, DEL. */
@@ -390,13 +390,12 @@ class Connection {
     this.head = undefined;
     const lines = bytes.toString('latin1', 0, end).split('\r\n');
     const statusLine = lines[0] ?? '';
-    if (!STATUS_LINE.test(statusLine) || hasControl(statusLine)) {
-      this.fail(
-        call,
-        /^HTTP\/1\.[01] [1-5]\d\d/.test(statusLine)
-          ? 'its answer has a malformed status line'
-          : `it answered something other than HTTP/1.1 (${JSON.stringify(statusLine.slice(0, 40))})`,
-      );
+    if (!STATUS_START.test(statusLine)) {
+      this.fail(call, `it answered something other than HTTP/1.1 (${JSON.stringify(statusLine.slice(0, 40))})`);
+      return;
+    }
+    if ((statusLine.length > 12 && statusLine[12] !== ' ') || hasControl(statusLine)) {
+      this.fail(call, 'its answer has a malformed status line');
       return;
     }
     const status = Number(statusLine.slice(9, 12));

@@ -236,7 +236,8 @@ pub fn parse_request(head: &[u8]) -> Option<Request> {
 pub enum Framing {
     None,
     Length(u64),
-    Chunked,
+    /** Chunked: where its chunks stand, as far as they were read. */
+    Chunked(Chunks),
     /** Until the connection closes. */
     Close,
 }
@@ -266,7 +267,7 @@ impl Answer {
         if head_request || self.status == 204 || self.status == 304 || self.status < 200 {
             Framing::None
         } else if self.chunked {
-            Framing::Chunked
+            Framing::Chunked(Chunks::new())
         } else if let Some(length) = self.content_length {
             Framing::Length(length)
         } else {
@@ -644,7 +645,7 @@ mod tests {
         assert!(parse_answer(b"HTTP/1.0 204 No Content").unwrap().close);
         assert!(parse_answer(b"HTTP/1.1 200 OK\r\nconnection: keep-alive, Close").unwrap().close);
         assert!(!parse_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2").unwrap().close);
-        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked").unwrap().framing(false), Framing::Chunked);
+        assert_eq!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked").unwrap().framing(false), Framing::Chunked(Chunks::new()));
     }
 
     #[test]

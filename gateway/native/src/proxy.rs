@@ -197,13 +197,7 @@ impl Conn {
             self.gone(&pool, instance, "another instance answers at its address");
             return self.pass(bytes, head_request, self.sh.front, Pass::Front).await;
         }
-        let framing = answer.framing(head_request);
-        if framing == Framing::Chunked && Chunks::new().feed(&answer_bytes[answer_end + 4..], &mut Vec::new()).is_none() {
-            // Broken before anything was sent: the client gets the platform's error, not half an answer.
-            let failure = Failure::Instance { message: "its answer has a malformed chunk", reached: true };
-            let method = &bytes[request.method.0..request.method.1];
-            return self.failed(failure, &pool, instance, bytes, &request, method, &request_id, started, head_request).await;
-        }
+        let mut framing = answer.framing(head_request);
         let mut head = Vec::with_capacity(answer_end + 128);
         let _ = write!(head, "HTTP/1.1 {} ", answer.status);
         head.extend_from_slice(&answer_bytes[answer.reason.0..answer.reason.1]);
@@ -228,11 +222,22 @@ impl Conn {
             Framing::Length(length) => {
                 let _ = write!(head, "content-length: {length}\r\n");
             }
-            Framing::Chunked | Framing::Close => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            Framing::Chunked(_) | Framing::Close => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         head.extend_from_slice(b"\r\n");
+        // The part of a chunked body already here is chunked anew after the head, before anything is
+        // sent: broken, the client gets the platform's error, not half an answer.
+        let mut start = answer_end + 4;
+        if let Framing::Chunked(chunks) = &mut framing {
+            let Some(took) = chunks.feed(&answer_bytes[start..], &mut head) else {
+                let failure = Failure::Instance { message: "its answer has a malformed chunk", reached: true };
+                let method = &bytes[request.method.0..request.method.1];
+                return self.failed(failure, &pool, instance, bytes, &request, method, &request_id, started, head_request).await;
+            };
+            start += took;
+        }
         self.record(&pool, instance, bytes, &request, answer.status, started, &request_id, answer.content_length, true);
-        let (reusable, client_ok) = self.relay(&mut up, head, answer_bytes, answer_end + 4, framing, true).await;
+        let (reusable, client_ok) = self.relay(&mut up, head, answer_bytes, start, framing, true).await;
         if reusable && !answer.close {
             let mut idle = instance.state.idle.lock().unwrap();
             if !instance.state.gone.load(Ordering::Relaxed) {
@@ -606,8 +611,9 @@ impl Conn {
 
     /**
      * Writes an answer's head and relays its body as it comes (a body until close is sent chunked
-     * when `rechunk`). Returns whether the upstream connection can carry another request, and whether
-     * the client's can.
+     * when `rechunk`). A chunked body goes on from where its framing's state stands after
+     * `data[..start]` (that part already chunked anew into `head`). Returns whether the upstream
+     * connection can carry another request, and whether the client's can.
      */
     async fn relay(
         &mut self,
@@ -665,8 +671,8 @@ impl Conn {
                 }
                 (!extra, true)
             }
-            Framing::Chunked => {
-                let mut chunks = Chunks::new();
+            Framing::Chunked(mut chunks) => {
+                // (Done already, the rest is taken as nothing and left: past the body.)
                 let Some(took) = chunks.feed(&pending[start..], &mut head) else { return (false, false) };
                 let mut extra = start + took < pending.len();
                 if self.sock.write_all(&head).await.is_err() {
