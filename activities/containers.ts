@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { platformRecord } from '../lib/logs';
 import { deleteSchedules } from '../lib/schedules';
 import { SECRETS_MOUNT, secretsDirOf } from '../lib/secrets';
+import { SOCKET_ENV, SOCKET_IN_CONTAINER, SOCKET_MOUNT, sealSocket, socketDirOf, socketPathOf, socketsReady } from '../lib/sockets';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
@@ -59,8 +60,11 @@ export function containerSpec(
   queue: string,
   /** A host folder on a tmpfs holding the function's secrets, mounted read-only at SECRETS_MOUNT. */
   secretsDir?: string,
+  /** The instance's socket folder (lib/sockets.ts), mounted at SOCKET_MOUNT. */
+  socketDir?: string,
 ): Docker.ContainerCreateOptions {
   const { config } = version;
+  const binds = [...(secretsDir ? [`${secretsDir}:${SECRETS_MOUNT}:ro`] : []), ...(socketDir ? [`${socketDir}:${SOCKET_MOUNT}`] : [])];
   return {
     name: containerName(name, version.version, instanceId),
     Image: version.image,
@@ -71,6 +75,7 @@ export function containerSpec(
       // The handler's `env` argument holds exactly these; ctx.waitUntil work is bounded by the timeout.
       `PLAT_ENV_KEYS=${Object.keys(config.env).join(',')}`,
       `PLAT_TIMEOUT_MS=${config.timeout * 1000}`,
+      ...(socketDir ? [`${SOCKET_ENV}=${SOCKET_IN_CONTAINER}`] : []),
     ],
     Labels: {
       [LABELS.managed]: 'true',
@@ -94,12 +99,31 @@ export function containerSpec(
       RestartPolicy: { Name: 'no' },
       NetworkMode: networkOf(config),
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '2' } },
-      ...(secretsDir ? { Binds: [`${secretsDir}:${SECRETS_MOUNT}:ro`] } : {}),
+      ...(binds.length ? { Binds: binds } : {}),
     },
   };
 }
 
 export function createContainerActivities({ docker, registry, settings, logs, secrets, temporal, events }: ActivityDeps) {
+  /**
+   * The instance's socket folder (lib/sockets.ts), made for its container alone: the function's user's
+   * until its start is over, then sealed (`socketOf`). None when sockets cannot be had here, or its
+   * path would not fit a socket address. It goes when the container does (worker/engine-watch.ts).
+   */
+  async function socketFolder(instanceId: string): Promise<string | undefined> {
+    if (!socketPathOf(settings, instanceId) || !(await socketsReady())) return undefined;
+    const dir = socketDirOf(settings, instanceId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chown(dir, FUNCTION_UID, FUNCTION_UID);
+    return dir;
+  }
+
+  /** `{ socket }` when the instance's runtime serves its socket: its folder sealed first (see lib/sockets.ts). */
+  async function socketOf(instanceId: string): Promise<Pick<Instance, 'socket'>> {
+    const socket = await sealSocket(settings, instanceId);
+    return socket ? { socket } : {};
+  }
+
   /** Resumes a paused container; one that is not paused (any more) is fine as it is. */
   async function unpause(containerId: string): Promise<void> {
     await docker
@@ -249,6 +273,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
           instanceId,
           version,
           url,
+          ...(await socketOf(instanceId)),
           startedAt: new Date(c.Created * 1000).toISOString(),
           state: 'running',
           lastUsedAt: now,
@@ -331,7 +356,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     async createContainer({ name, version, instanceId }: { name: string; version: FunctionVersion; instanceId: string }): Promise<string> {
       await ensureFunctionNetwork();
       const secretsDir = await materializeSecrets(instanceId, version.config.secrets);
-      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir);
+      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir, await socketFolder(instanceId));
       try {
         return (await docker.createContainer(spec)).id;
       } catch (error) {
@@ -502,7 +527,17 @@ export function createContainerActivities({ docker, registry, settings, logs, se
         const url = await activities.startContainer({ containerId });
         await activities.waitHealthy({ url, containerId, instanceId, timeoutMs });
         const startedAt = new Date().toISOString();
-        return announced({ containerId, instanceId, version: version.version, url, startedAt, state: 'running', lastUsedAt: startedAt });
+        const socket = await socketOf(instanceId);
+        return announced({
+          containerId,
+          instanceId,
+          version: version.version,
+          url,
+          ...socket,
+          startedAt,
+          state: 'running',
+          lastUsedAt: startedAt,
+        });
       } catch (error) {
         await removeContainer({ containerId });
         throw error;

@@ -16,14 +16,20 @@ export interface FunctionVersion {
 export interface Instance {
   containerId: string;
   /**
-   * A random id the container gets when it is created. The gateway sends it with every request
-   * (`x-plat-instance`) and the runtime refuses a request that names another instance (421), so a
-   * route can never reach a different container that took over the same bridge address.
+   * A random id the container gets when it is created. The gateway sends it with every request over
+   * TCP (`x-plat-instance`) and the runtime refuses a request that names another instance (421), so a
+   * route can never reach a different container that took over the same bridge address. (On the
+   * instance's socket, whose path holds the id, no other container can answer.)
    */
   instanceId: string;
   version: string;
   /** Where the gateway proxies to: the container on the functions' bridge, e.g. http://172.19.0.2:8080 */
   url: string;
+  /**
+   * The instance's Unix socket on the host, when its runtime serves one (lib/sockets.ts): the gateways
+   * send its requests there instead of `url` (the platform's probes still go to `url`).
+   */
+  socket?: string;
   startedAt: string;
   /** Paused by the idle rules (memory kept, no CPU): a request resumes it. */
   state: 'running' | 'paused';

@@ -9,6 +9,7 @@ import type { LogCollector } from './log-collector';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { secretsDirOf, secretsRunDir } from '../lib/secrets';
+import { socketDirOf, socketsRunDir } from '../lib/sockets';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 2000;
@@ -148,9 +149,13 @@ export class EngineWatch {
       }
       default: {
         this.report(name, id, 'removed', at);
-        // The instance's secrets (on a tmpfs) go with its container.
+        // The instance's secrets and socket folder (on tmpfs) go with its container.
         const instanceId = event.Actor?.Attributes?.[LABELS.instance];
-        if (instanceId) void rm(secretsDirOf(this.settings, instanceId), { recursive: true, force: true }).catch(() => undefined);
+        if (instanceId) {
+          for (const dir of [secretsDirOf(this.settings, instanceId), socketDirOf(this.settings, instanceId)]) {
+            void rm(dir, { recursive: true, force: true }).catch(() => undefined);
+          }
+        }
       }
     }
   }
@@ -194,11 +199,12 @@ export class EngineWatch {
         this.collector.follow({ name, containerId: c.Id, version: c.Labels[LABELS.version] }, since);
       }
     }
-    // Secrets of instances whose containers went while no one watched.
+    // Secrets and socket folders of instances whose containers went while no one watched.
     const instances = new Set(containers.map((c) => c.Labels[LABELS.instance]));
-    const secretsRoot = join(secretsRunDir(), this.settings.taskQueue);
-    for (const instanceId of await readdir(secretsRoot).catch(() => [] as string[])) {
-      if (!instances.has(instanceId)) await rm(join(secretsRoot, instanceId), { recursive: true, force: true }).catch(() => undefined);
+    for (const root of [secretsRunDir(), socketsRunDir()].map((dir) => join(dir, this.settings.taskQueue))) {
+      for (const instanceId of await readdir(root).catch(() => [] as string[])) {
+        if (!instances.has(instanceId)) await rm(join(root, instanceId), { recursive: true, force: true }).catch(() => undefined);
+      }
     }
     const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running' AND TaskQueue = '${this.settings.taskQueue}'`;
     for await (const execution of this.temporal.workflow.list({ query })) {

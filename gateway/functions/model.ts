@@ -50,6 +50,7 @@ export const Instance = t.Object({
   instanceId: t.String(),
   version: Version,
   url: t.String(),
+  socket: t.Optional(t.String({ description: "The instance's Unix socket on the gateway's host, where its requests go when it has one" })),
   startedAt: Time,
   state: t.Union([t.Literal('running'), t.Literal('paused')]),
   lastUsedAt: Time,

@@ -1,12 +1,13 @@
+import type { Socket } from 'bun';
+
 /**
- * Whether anything accepts a TCP connection at the URL's host and port within `ms`. The kernel
- * completes a handshake even while the function's event loop is busy, so a slow or CPU-bound
+ * Whether anything accepts a connection at `target` (a URL's host and port, or a Unix socket's
+ * path) within `ms`. The kernel completes a handshake even while the function's event loop is busy, so a slow or CPU-bound
  * function passes; a container that is gone (its bridge address unanswered, or nothing listening)
  * fails. A container reached at its bridge address that dies sends no reset, so without this a
  * request would wait for the function's whole timeout on a connection nobody holds any more.
  */
-export function acceptsConnections(url: string, ms: number): Promise<boolean> {
-  const { hostname, port } = new URL(url);
+export function acceptsConnections(target: string, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
     let settled = false;
     const settle = (alive: boolean) => {
@@ -16,18 +17,20 @@ export function acceptsConnections(url: string, ms: number): Promise<boolean> {
       resolve(alive);
     };
     const timer = setTimeout(() => settle(false), ms);
-    Bun.connect({
-      hostname,
-      port: Number(port),
-      socket: {
-        open(socket) {
-          settle(true);
-          socket.end();
-        },
-        data() {},
-        error: () => settle(false),
-        connectError: () => settle(false),
+    const socket = {
+      open(socket: Socket) {
+        settle(true);
+        socket.end();
       },
-    }).catch(() => settle(false));
+      data() {},
+      error: () => settle(false),
+      connectError: () => settle(false),
+    };
+    // A path: the instance's Unix socket, which takes connections as long as its runtime listens.
+    const { hostname, port } = target.startsWith('/') ? { hostname: '', port: '' } : new URL(target);
+    const connecting = target.startsWith('/')
+      ? Bun.connect({ unix: target, socket })
+      : Bun.connect({ hostname, port: Number(port), socket });
+    connecting.catch(() => settle(false));
   });
 }

@@ -124,7 +124,7 @@ export class NativeFront {
     let text = `${pool.key}\t${pool.name}\t${pool.version}\t${pool.scale.concurrency}\t${pool.timeoutMs}\t${pool.slot}\n`;
     for (const route of pool.instances) {
       const url = new URL(route.url);
-      text += `${route.slot}\t${route.containerId}\t${route.instanceId}\t${url.host}\t${paused(route.containerId) ? 1 : 0}\n`;
+      text += `${route.slot}\t${route.containerId}\t${route.instanceId}\t${url.host}\t${paused(route.containerId) ? 1 : 0}\t${route.socket ?? ''}\n`;
     }
     if (this.told.get(pool.key) === text) return;
     this.told.set(pool.key, text);

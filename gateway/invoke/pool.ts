@@ -39,9 +39,11 @@ export interface RouteTarget {
   version: string;
   preview: boolean;
   containerId: string;
-  /** Sent with every request; the runtime refuses a request meant for another instance. */
+  /** Sent with every request over TCP; the runtime refuses a request meant for another instance. */
   instanceId: string;
   url: string;
+  /** The instance's Unix socket (Instance.socket): requests go there instead of `url`, and need no instance check. */
+  socket?: string;
   timeoutMs: number;
 }
 
@@ -54,6 +56,7 @@ export class Route implements RouteTarget {
   readonly containerId: string;
   readonly instanceId: string;
   readonly url: string;
+  readonly socket?: string;
   readonly timeoutMs: number;
   /** Where its count is (see `counts`). */
   readonly slot = takeSlot();
@@ -66,6 +69,7 @@ export class Route implements RouteTarget {
     this.containerId = target.containerId;
     this.instanceId = target.instanceId;
     this.url = target.url;
+    this.socket = target.socket;
     this.timeoutMs = target.timeoutMs;
   }
 

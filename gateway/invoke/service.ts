@@ -370,6 +370,7 @@ export class InvokeService {
       containerId: instance.containerId,
       instanceId: instance.instanceId,
       url: instance.url,
+      socket: instance.socket,
       timeoutMs: pool.timeoutMs,
     });
     if (added) this.publish(pool);
@@ -728,8 +729,9 @@ export class InvokeService {
     headerLines: string,
     resumed?: Promise<void>,
   ): Promise<Answer> {
-    const head = `${headerLines}${INSTANCE_HEADER}: ${route.instanceId}\r\n`;
-    const call = this.upstreams.request(route.url, { method: incoming.method, target: incoming.path, head, body });
+    // On the instance's own socket, no other instance can answer: no check to ask for.
+    const head = route.socket ? headerLines : `${headerLines}${INSTANCE_HEADER}: ${route.instanceId}\r\n`;
+    const call = this.upstreams.request(route.url, { method: incoming.method, target: incoming.path, head, body }, route.socket);
     const now = performance.now();
     const exchange: Exchange = {
       call,
@@ -805,7 +807,7 @@ export class InvokeService {
   private alive(route: Route): Promise<boolean> {
     let probe = this.probes.get(route.containerId);
     if (!probe) {
-      probe = acceptsConnections(route.url, LIVENESS_PROBE_MS).finally(() => this.probes.delete(route.containerId));
+      probe = acceptsConnections(route.socket ?? route.url, LIVENESS_PROBE_MS).finally(() => this.probes.delete(route.containerId));
       this.probes.set(route.containerId, probe);
     }
     return probe;

@@ -110,8 +110,12 @@ export interface UpstreamCall {
 interface Origin {
   hostname: string;
   port: number;
-  /** `host:port`, as the Host header and as the pool's key. */
+  /** `host:port`, as the Host header. */
   host: string;
+  /** The container's Unix socket, when it is reached there (the Host header stays its address's). */
+  unix?: string;
+  /** The pool's key: the socket, or `host`. */
+  key: string;
 }
 
 /** One call's state, shared by the pool (which may send it twice) and its connection. */
@@ -147,14 +151,14 @@ export class Upstreams {
   /** `passes(name, status)` says which headers of an answer the caller gets (the framing ones never: a Response sets its own). */
   constructor(readonly passes: (name: string, status: number) => boolean = () => true) {}
 
-  /** Sends `request` to the container at `url` (`http://host:port`). */
-  request(url: string, request: OutgoingRequest): UpstreamCall {
+  /** Sends `request` to the container at `url` (`http://host:port`), through its Unix socket `unix` when it has one. */
+  request(url: string, request: OutgoingRequest, unix?: string): UpstreamCall {
     let call!: Call;
     const response = new Promise<Answer>((resolve, reject) => {
       call = new Call(request, resolve, reject);
     });
-    const origin = this.origin(url);
-    const kept = this.take(origin.host);
+    const origin = this.origin(url, unix);
+    const kept = this.take(origin.key);
     if (kept) kept.send(call, true);
     else void this.sendFresh(origin, call);
     return {
@@ -186,9 +190,9 @@ export class Upstreams {
     this.idle.clear();
   }
 
-  /** Kept connections, by `host:port` (for tests). */
-  idleCount(host?: string): number {
-    if (host !== undefined) return this.idle.get(host)?.length ?? 0;
+  /** Kept connections, by `host:port` or socket (for tests). */
+  idleCount(key?: string): number {
+    if (key !== undefined) return this.idle.get(key)?.length ?? 0;
     let count = 0;
     for (const list of this.idle.values()) count += list.length;
     return count;
@@ -196,7 +200,7 @@ export class Upstreams {
 
   /** A call sent again on a new connection: its kept one had closed before any answer came. */
   resend(connection: Connection, call: Call): void {
-    void this.sendFresh(this.origin(`http://${connection.host}`), call);
+    void this.sendFresh(connection.origin, call);
   }
 
   private async sendFresh(origin: Origin, call: Call): Promise<void> {
@@ -206,7 +210,7 @@ export class Upstreams {
     } catch (error) {
       const code = (error as { code?: string }).code;
       const message = (error as Error).message || String(error);
-      call.reject(new UpstreamError(`could not connect to ${origin.host}: ${message}`, false, code));
+      call.reject(new UpstreamError(`could not connect to ${origin.unix ?? origin.host}: ${message}`, false, code));
       return;
     }
     if (call.settled) {
@@ -216,17 +220,17 @@ export class Upstreams {
     connection.send(call, false);
   }
 
-  private take(host: string): Connection | undefined {
-    const list = this.idle.get(host);
+  private take(key: string): Connection | undefined {
+    const list = this.idle.get(key);
     return list?.pop();
   }
 
   /** A connection whose exchange ended cleanly goes back to its container's pool. */
   keep(connection: Connection): void {
-    let list = this.idle.get(connection.host);
+    let list = this.idle.get(connection.origin.key);
     if (!list) {
       list = [];
-      this.idle.set(connection.host, list);
+      this.idle.set(connection.origin.key, list);
     }
     if (list.length >= MAX_IDLE) {
       connection.destroy();
@@ -238,18 +242,20 @@ export class Upstreams {
 
   /** A kept connection that closed leaves the pool. */
   forget(connection: Connection): void {
-    const list = this.idle.get(connection.host);
+    const list = this.idle.get(connection.origin.key);
     const at = list?.indexOf(connection) ?? -1;
     if (list && at >= 0) list.splice(at, 1);
   }
 
-  private origin(url: string): Origin {
-    let origin = this.origins.get(url);
+  private origin(url: string, unix?: string): Origin {
+    const at = unix ?? url;
+    let origin = this.origins.get(at);
     if (!origin) {
       const parsed = new URL(url);
       const port = Number(parsed.port || 80);
-      origin = { hostname: parsed.hostname, port, host: `${parsed.hostname}:${port}` };
-      this.origins.set(url, origin);
+      const host = `${parsed.hostname}:${port}`;
+      origin = { hostname: parsed.hostname, port, host, unix, key: unix ?? host };
+      this.origins.set(at, origin);
     }
     return origin;
   }
@@ -291,14 +297,16 @@ class Connection {
   private drained?: () => void;
 
   private constructor(
-    readonly host: string,
+    readonly origin: Origin,
     private readonly pool: Upstreams,
   ) {}
 
   static async open(origin: Origin, pool: Upstreams): Promise<Connection> {
-    const connection = new Connection(origin.host, pool);
-    connection.socket = await Bun.connect<Connection>({ hostname: origin.hostname, port: origin.port, data: connection, socket: handlers });
-    connection.socket.setNoDelay(true);
+    const connection = new Connection(origin, pool);
+    connection.socket = origin.unix
+      ? await Bun.connect<Connection>({ unix: origin.unix, data: connection, socket: handlers })
+      : await Bun.connect<Connection>({ hostname: origin.hostname, port: origin.port, data: connection, socket: handlers });
+    if (!origin.unix) connection.socket.setNoDelay(true);
     return connection;
   }
 
@@ -314,7 +322,7 @@ class Connection {
     this.chunkState = 'size';
     this.line = '';
     const { method, target, body } = call.request;
-    const head = `${method} ${target} HTTP/1.1\r\nhost: ${this.host}\r\n${call.request.head}`;
+    const head = `${method} ${target} HTTP/1.1\r\nhost: ${this.origin.host}\r\n${call.request.head}`;
     if (body === null) {
       this.write(Buffer.from(`${head}\r\n`, 'latin1'));
       this.requestSent = true;

@@ -1,7 +1,9 @@
 // The runtime contract for Bun: serve the user's `export default { fetch(request, env, ctx) }` on
-// PORT, turn an uncaught exception into a 500 (the process stays up), and stop gracefully on
-// SIGTERM: finish in-flight requests and ctx.waitUntil work, then exit. The instance check, the
+// PORT (and on the platform's socket, PLAT_SOCKET), turn an uncaught exception into a 500 (the
+// process stays up), and stop gracefully on SIGTERM: finish in-flight requests and ctx.waitUntil
+// work, then exit. The instance check, the
 // platform's routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
+import { rmSync } from 'node:fs';
 import { createContract, type ExecutionContext } from './contract.mjs';
 
 type Handler = { fetch(request: Request, env: Record<string, string>, ctx: ExecutionContext): Response | Promise<Response> };
@@ -17,6 +19,21 @@ if (!handler || typeof handler.fetch !== 'function') {
   process.exit(1);
 }
 
+const serveFunction = (request: Request) => contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
+
+// The platform's socket first, so it is there once the health route answers (see contract.mjs).
+function serveSocket(path: string | undefined) {
+  if (!path) return undefined;
+  try {
+    rmSync(path, { force: true });
+    return Bun.serve({ unix: path, fetch: serveFunction });
+  } catch (error) {
+    console.error(`the platform's socket is not served (${(error as Error).message}); requests come over TCP`);
+    return undefined;
+  }
+}
+const direct = serveSocket(process.env.PLAT_SOCKET);
+
 const server = Bun.serve({
   port: Number(process.env.PORT ?? 8080),
   hostname: '0.0.0.0',
@@ -28,7 +45,7 @@ const server = Bun.serve({
       request.headers.get('x-plat-probe'),
     );
     if (platform) return platform;
-    return contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
+    return serveFunction(request);
   },
 });
 
@@ -36,8 +53,7 @@ console.log(`listening on :${server.port}`);
 
 process.on('SIGTERM', () => {
   setTimeout(() => process.exit(0), GRACE_MS);
-  void server
-    .stop()
+  void Promise.all([server.stop(), direct?.stop()])
     .then(() => contract.idle(GRACE_MS))
     .then(() => process.exit(0));
 });

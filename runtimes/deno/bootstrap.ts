@@ -1,6 +1,7 @@
 // The runtime contract for Deno: serve the user's `export default { fetch(request, env, ctx) }` on
-// PORT, turn an uncaught exception into a 500 (the process stays up), and stop gracefully on
-// SIGTERM: finish in-flight requests and ctx.waitUntil work, then exit. The instance check, the
+// PORT (and on the platform's socket, PLAT_SOCKET), turn an uncaught exception into a 500 (the
+// process stays up), and stop gracefully on SIGTERM: finish in-flight requests and ctx.waitUntil
+// work, then exit. The instance check, the
 // platform's routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
 import { createContract, type ExecutionContext } from './contract.mjs';
 
@@ -8,9 +9,12 @@ import { createContract, type ExecutionContext } from './contract.mjs';
 declare const Deno: {
   env: { get(name: string): string | undefined };
   serve(
-    options: { port: number; hostname: string; onListen?: (addr: { port: number }) => void },
+    options:
+      | { port: number; hostname: string; onListen?: (addr: { port: number }) => void }
+      | { path: string; transport: 'unix'; onListen?: () => void },
     handler: (request: Request) => Response | Promise<Response>,
   ): { shutdown(): Promise<void> };
+  removeSync(path: string): void;
   addSignalListener(signal: 'SIGTERM', handler: () => void): void;
   exit(code: number): never;
 };
@@ -28,6 +32,25 @@ if (!handler || typeof handler.fetch !== 'function') {
   Deno.exit(1);
 }
 
+const serveFunction = (request: Request) => contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
+
+// The platform's socket first, so it is there once the health route answers (see contract.mjs).
+function serveSocket(path: string | undefined) {
+  if (!path) return undefined;
+  try {
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // none yet
+    }
+    return Deno.serve({ path, transport: 'unix', onListen: () => {} }, serveFunction);
+  } catch (error) {
+    console.error(`the platform's socket is not served (${(error as Error).message}); requests come over TCP`);
+    return undefined;
+  }
+}
+const direct = serveSocket(Deno.env.get('PLAT_SOCKET'));
+
 const server = Deno.serve(
   {
     port: Number(Deno.env.get('PORT') ?? 8080),
@@ -41,14 +64,13 @@ const server = Deno.serve(
       request.headers.get('x-plat-probe'),
     );
     if (platform) return platform;
-    return contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
+    return serveFunction(request);
   },
 );
 
 Deno.addSignalListener('SIGTERM', () => {
   setTimeout(() => Deno.exit(0), GRACE_MS);
-  void server
-    .shutdown()
+  void Promise.all([server.shutdown(), direct?.shutdown()])
     .then(() => contract.idle(GRACE_MS))
     .then(() => Deno.exit(0));
 });

@@ -6,6 +6,10 @@
 //   served;
 // - the platform's routes, for requests with x-plat-probe only: GET /_/health when ready, GET
 //   /_/state with the work still pending;
+// - the platform's socket: with PLAT_SOCKET set (a host folder mounted for this instance alone), the
+//   runtime serves the function on that Unix socket too, where the gateways on the host send its
+//   requests: cheaper than TCP across the bridge for both sides, and the path names the instance, so
+//   requests there need no instance check and get no platform routes (`run` alone);
 // - the Workers handler signature: fetch(request, env, ctx), env holding the function.json `env`
 //   values, ctx.waitUntil(promise) keeping the instance from being paused until the promise settles
 //   (bounded by the function's timeout), ctx.passThroughOnException() accepted.
@@ -18,8 +22,20 @@ export const HEALTH_PATH = '/_/health';
 const REQUEST_MARK = '\u001fplat-rid=';
 const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
-/** The id of the request being handled, across awaits. */
+/** The request being handled, across awaits: `{ request, id }`, its id read when it first logs. */
 const requests = new AsyncLocalStorage();
+
+/**
+ * The id of the request in `handling` (x-request-id, set by the gateway), read on the first line it
+ * logs: a request's headers cost the runtime a copy when first touched, which most never need.
+ */
+function requestIdOf(handling) {
+  if (handling.id === undefined) {
+    const given = handling.request.headers.get('x-request-id');
+    handling.id = given !== null && REQUEST_ID.test(given) ? given : null;
+  }
+  return handling.id;
+}
 
 // What the function logs with console while it handles a request is tied to that request's id
 // (x-request-id, set by the gateway): each line is marked, so `plat logs --request ID` finds it
@@ -27,8 +43,9 @@ const requests = new AsyncLocalStorage();
 for (const method of ['log', 'info', 'warn', 'error', 'debug']) {
   const original = console[method].bind(console);
   console[method] = (...args) => {
-    const id = requests.getStore();
-    if (id === undefined) return original(...args);
+    const handling = requests.getStore();
+    const id = handling === undefined ? null : requestIdOf(handling);
+    if (id === null) return original(...args);
     const text = format(...args);
     return original(
       text
@@ -113,8 +130,6 @@ export function createContract(readEnv) {
      * @returns {Promise<Response>}
      */
     run(request, handle) {
-      const given = request.headers.get('x-request-id');
-      const id = given !== null && REQUEST_ID.test(given) ? given : undefined;
       const call = async () => {
         try {
           const response = await handle();
@@ -124,7 +139,7 @@ export function createContract(readEnv) {
           return this.failure(error);
         }
       };
-      return id === undefined ? call() : requests.run(id, call);
+      return requests.run({ request, id: undefined }, call);
     },
 
     /** Resolves when no ctx.waitUntil work is pending, or after `ms`: a stop lets that work finish first. */

@@ -1,10 +1,12 @@
 // The runtime contract for Node.js: serve the user's `export default { fetch(request, env, ctx) }`
-// on PORT, turn an uncaught exception into a 500 (the process stays up), and stop gracefully on
-// SIGTERM: finish in-flight requests and ctx.waitUntil work, then exit. Node's http server speaks
+// on PORT (and on the platform's socket, PLAT_SOCKET), turn an uncaught exception into a 500 (the
+// process stays up), and stop gracefully on SIGTERM: finish in-flight requests and ctx.waitUntil
+// work, then exit. Node's http server speaks
 // IncomingMessage/ServerResponse, so requests and responses are adapted to and from the Web
 // standard Request/Response, with bodies streamed both ways. The instance check, the platform's
 // routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
 import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -53,9 +55,13 @@ async function send(res, response) {
   res.end();
 }
 
-const server = createServer(async (req, res) => {
-  const pathname = (req.url ?? '/').split('?', 1)[0];
-  let response = contract.platformAnswer(pathname, req.headers['x-plat-instance'], req.headers['x-plat-probe']);
+/** Serves a request; `checked`: the instance check and the platform's routes first (PORT's requests; see contract.mjs). */
+const serve = (checked) => async (req, res) => {
+  let response;
+  if (checked) {
+    const pathname = (req.url ?? '/').split('?', 1)[0];
+    response = contract.platformAnswer(pathname, req.headers['x-plat-instance'], req.headers['x-plat-probe']);
+  }
   if (response) {
     req.resume(); // a refused or platform request's body is never read
   } else {
@@ -68,12 +74,31 @@ const server = createServer(async (req, res) => {
     console.error(error);
     res.destroy(error);
   }
-});
+};
+
+// The platform's socket first, so it is there once the health route answers.
+async function serveSocket(path) {
+  if (!path) return undefined;
+  const direct = createServer(serve(false));
+  direct.keepAliveTimeout = 65_000;
+  try {
+    rmSync(path, { force: true });
+    await new Promise((resolve, reject) => direct.once('error', reject).listen(path, resolve));
+    return direct;
+  } catch (error) {
+    console.error(`the platform's socket is not served (${error.message}); requests come over TCP`);
+    return undefined;
+  }
+}
+const direct = await serveSocket(process.env.PLAT_SOCKET);
+const server = createServer(serve(true));
 server.keepAliveTimeout = 65_000;
 server.listen(Number(process.env.PORT ?? 8080), '0.0.0.0', () => console.log(`listening on :${server.address().port}`));
 
 process.on('SIGTERM', () => {
   setTimeout(() => process.exit(0), GRACE_MS).unref();
-  server.close(() => void contract.idle(GRACE_MS).then(() => process.exit(0)));
+  const closed = [server, direct].filter(Boolean).map((listening) => new Promise((resolve) => listening.close(resolve)));
+  void Promise.all(closed).then(() => contract.idle(GRACE_MS).then(() => process.exit(0)));
   server.closeIdleConnections();
+  direct?.closeIdleConnections();
 });

@@ -4,7 +4,8 @@ Flask itself turns an uncaught exception in a view into a 500; the process stays
 
 A request names the instance it was routed to (x-plat-instance); one meant for another instance (a
 route that outlived its container, whose address this container now has) is refused with 421 and
-never reaches the function. A request that names none (a check from the host) is served.
+never reaches the function. A request that names none (a check from the host) is served. The
+function is served on the platform's socket too (PLAT_SOCKET, see platform_socket).
 
 What the function writes to stdout and stderr while it handles a request (print, logging) is tied to
 the request's id (x-request-id, set by the gateway): each line is marked with it, so
@@ -97,6 +98,10 @@ def with_health(environ, start_response):
         # A Flask view does all its work before it answers: nothing is ever pending after it.
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b'{"pending":0}']
+    return serve_function(environ, start_response)
+
+
+def serve_function(environ, start_response):
     request_id = environ.get("HTTP_X_REQUEST_ID")
     if request_id is None or not REQUEST_ID.match(request_id):
         return app(environ, start_response)
@@ -109,19 +114,45 @@ def with_health(environ, start_response):
         current_request.reset(token)
 
 
+def platform_socket():
+    """The platform's socket (PLAT_SOCKET, a host folder mounted for this instance alone): the gateways
+    on the host send the function's requests there, cheaper than TCP across the bridge. Its path
+    names this instance, so its requests get no instance check and no platform routes. Made before
+    the health route answers; a Werkzeug that cannot serve one leaves the function on TCP alone."""
+    path = os.environ.get("PLAT_SOCKET")
+    if not path:
+        return None
+    try:
+        if os.path.exists(path):
+            os.unlink(path)
+        direct = make_server(f"unix://{path}", 0, serve_function, threaded=True)
+    except Exception as error:  # noqa: BLE001 - any failure leaves TCP, which serves everything
+        print(f"the platform's socket is not served ({error}); requests come over TCP", file=sys.stderr, flush=True)
+        return None
+    direct.daemon_threads = False
+    threading.Thread(target=direct.serve_forever, daemon=True).start()
+    return direct
+
+
 def stop(*_):
     # Stop accepting, let in-flight requests finish (server_close joins their threads), but never
     # for longer than the grace period.
     threading.Timer(GRACE_SECONDS, os._exit, (0,)).start()
-    threading.Thread(target=server.shutdown, daemon=True).start()
+    for listening in (server, direct):
+        if listening is not None:
+            threading.Thread(target=listening.shutdown, daemon=True).start()
 
 
 # One log line per request would cost more than the request; errors are still logged.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+direct = platform_socket()
 server = make_server("0.0.0.0", port, with_health, threaded=True)
 server.daemon_threads = False
 signal.signal(signal.SIGTERM, stop)
 print(f"listening on :{port}", flush=True)
 server.serve_forever()
 server.server_close()
+if direct is not None:
+    direct.shutdown()  # waits for its loop to end (stop() began it), then its requests are joined
+    direct.server_close()
 os._exit(0)

@@ -1,8 +1,11 @@
 import { beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
+import { existsSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LABELS } from '../../lib/names';
 import { RUNTIMES } from '../../lib/runtimes';
+import { socketPathOf } from '../../lib/sockets';
+import type { FunctionState } from '../../lib/types';
 import {
   answering,
   containersOf,
@@ -27,13 +30,13 @@ beforeAll(async () => {
   await deployText(s, other, 'the other function');
 }, INTEGRATION_TIMEOUT_MS);
 
-/** A function folder for the runtime: it answers `text` at `/`, or (broken) fails to build. */
+/** A function folder for the runtime: it answers `text` at every path, or (broken) fails to build. */
 async function folderFor(runtime: string, name: string, text: string, broken = false): Promise<string> {
   if (runtime === 'python-flask') {
     const dir = await fixtureFolder('flask', name, { runtime, entry: 'app.py' });
     const source = broken
       ? 'def broken(:\n'
-      : `from flask import Flask\napp = Flask(__name__)\n\n@app.get("/")\ndef index():\n    return ${JSON.stringify(text)}\n`;
+      : `from flask import Flask\napp = Flask(__name__)\n\n@app.get("/", defaults={"path": ""})\n@app.get("/<path:path>")\ndef index(path):\n    return ${JSON.stringify(text)}\n`;
     await writeFile(join(dir, 'app.py'), source);
     return dir;
   }
@@ -70,6 +73,24 @@ describe.each(Object.keys(RUNTIMES))('instances of a %s function', (runtime) => 
     expect(await (await fetch(`${url}/`)).text()).toBe(`answered by ${runtime}`);
   });
 
+  it('serve their function on their own socket: no instance check, no platform routes there, gone with the container', async () => {
+    expect(await (await invoke(s, name)).text()).toBe(`answered by ${runtime}`);
+    const { id, instanceId } = await running(name);
+    const socket = socketPathOf(s, instanceId) as string;
+    const described = (await (await s.api.request(`/functions/${name}`)).json()) as { function: FunctionState };
+    expect(described.function.instances.find((instance) => instance.containerId === id)?.socket).toBe(socket);
+    // The folder is the container's alone: its user's, closed to everyone else on the host.
+    const folder = statSync(dirname(socket));
+    expect([folder.uid, folder.mode & 0o777]).toEqual([0, 0o700]);
+    expect(await (await fetch('http://fn/', { unix: socket })).text()).toBe(`answered by ${runtime}`);
+    // The path names the instance: a request there is the function's whatever it says, the health route too.
+    const other = { 'x-plat-instance': 'some-other-instance', 'x-plat-probe': '1' };
+    expect(await (await fetch('http://fn/_/health', { unix: socket, headers: other })).text()).toBe(`answered by ${runtime}`);
+    await s.docker.getContainer(id).remove({ force: true });
+    await waitFor('the socket folder to go with its container', 10_000, async () => !existsSync(dirname(socket)));
+    expect(await (await invoke(s, name)).text()).toBe(`answered by ${runtime}`);
+  });
+
   it('answer only their own function after a container is killed and another function takes its address', async () => {
     expect(await (await invoke(s, name)).text()).toBe(`answered by ${runtime}`);
     // The other function has no container, so its next start takes the first free address: this one's, once it dies.
@@ -93,6 +114,34 @@ describe.each(Object.keys(RUNTIMES))('instances of a %s function', (runtime) => 
     const fresh = s.name(`after-${runtime}`);
     await deployFolder(s, await folderFor(runtime, fresh, 'built after a failure'));
     expect(await (await invoke(s, fresh)).text()).toBe('built after a failure');
+  });
+});
+
+/** A function that goes after its socket folder once started: to put a symlink in its socket's place, or to fill it. */
+const SWAPPER = `import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
+const SOCKET = '/run/plat/http.sock';
+const attempt = (change) => { try { change(); return 'done'; } catch (error) { return error.code; } };
+export default {
+  fetch(request) {
+    const path = new URL(request.url).pathname;
+    if (path === '/swap') return new Response(attempt(() => { rmSync(SOCKET); symlinkSync('/var/run/docker.sock', SOCKET); }));
+    if (path === '/fill') return new Response(attempt(() => writeFileSync('/run/plat/fill', 'x'.repeat(1 << 20))));
+    return new Response('its own answer');
+  },
+};
+`;
+
+describe('a function that goes after its socket', () => {
+  it('can change nothing in its folder once started, so its requests reach it alone', async () => {
+    const name = s.name('socket-swap');
+    await deployFolder(s, await functionFolder(name, { 'index.ts': SWAPPER }));
+    // Were the symlink made, the gateway (root) would send the function's requests to the engine.
+    expect(await (await invoke(s, name, '/swap')).text()).toBe('EACCES');
+    expect(await (await invoke(s, name, '/fill')).text()).toBe('EACCES');
+    expect(await (await invoke(s, name, '/')).text()).toBe('its own answer');
+    const { instanceId } = await running(name);
+    const described = (await (await s.api.request(`/functions/${name}`)).json()) as { function: FunctionState };
+    expect(described.function.instances[0]?.socket).toBe(socketPathOf(s, instanceId));
   });
 });
 

@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it, setDefaultTimeout } from 'bun:test';
 import { FUNCTION_NETWORK } from '../../activities/containers';
+import { readdir, readlink, rm } from 'node:fs/promises';
 import type { LogRecord } from '../../lib/logs';
+import { LABELS } from '../../lib/names';
+import { SOCKET_IN_CONTAINER, socketPathOf } from '../../lib/sockets';
 import type { FunctionState } from '../../lib/types';
 import { containersOf, deployFolder, functionFolder } from '../support/functions';
 import { rawConnection } from '../support/raw-http';
@@ -237,10 +240,18 @@ describe('the native invoke front and a container that stops taking connections'
     const pending = call(fn, '/slow?ms=2000');
     await waitFor('the request at the function', 10_000, async () => (await inFlight(gateway.url, fn)) === 1);
     // Alive, but unreachable: no engine event tells of it. Only a probe does, before the 60 s timeout (504).
+    // The front reaches it on its socket: that goes too, as its bridge address does.
     await s.docker.getNetwork(FUNCTION_NETWORK).disconnect({ Container: container?.Id, Force: true });
+    await rm(socketPathOf(s, container?.Labels[LABELS.instance] as string) as string);
     const response = await pending;
     expect(response.status).toBe(200);
     expect(await response.text()).toBe('late');
+    // Found unresponsive, the cut instance is stopped by its entity.
+    await waitFor(
+      'the cut instance to stop',
+      20_000,
+      async () => !(await containersOf(s, fn)).some((c) => c.Id === container?.Id && c.State === 'running'),
+    );
   });
 });
 
@@ -274,20 +285,30 @@ describe('the native invoke front placing requests with the gateway', () => {
   });
 });
 
-/** Host-side TCP connections to an address, open or closed only by the other side (from /proc/net/tcp). */
-async function connectionsTo(ip: string, port: number): Promise<number> {
+/**
+ * Connections the gateway holds to a container: host-side TCP ones to its address, open or closed
+ * only by the other side (from /proc/net/tcp), and the ones its runtime accepted on its socket and
+ * holds open (an accepted socket is listed in the connecting side's namespace, the host's, with the
+ * socket's path in the container; it is the container's when its process holds it).
+ */
+async function connectionsTo(ip: string, port: number, pid: number): Promise<number> {
   const remote = `${ip
     .split('.')
     .reverse()
     .map((octet) => Number(octet).toString(16).padStart(2, '0'))
     .join('')}:${port.toString(16).padStart(4, '0')}`.toUpperCase();
-  const table = await Bun.file('/proc/net/tcp').text();
+  const rows = async (file: string) =>
+    (await Bun.file(file).text())
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/));
   // 01 ESTABLISHED, 08 CLOSE_WAIT: a socket this side has not closed.
-  return table
-    .split('\n')
-    .slice(1)
-    .map((line) => line.trim().split(/\s+/))
-    .filter((f) => f[2] === remote && (f[3] === '01' || f[3] === '08')).length;
+  const tcp = (await rows('/proc/net/tcp')).filter((f) => f[2] === remote && (f[3] === '01' || f[3] === '08')).length;
+  // 03: connected.
+  const accepted = new Set((await rows('/proc/net/unix')).filter((f) => f[7] === SOCKET_IN_CONTAINER && f[5] === '03').map((f) => f[6]));
+  const held = await Promise.all((await readdir(`/proc/${pid}/fd`)).map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  const unix = held.filter((link) => accepted.has(/^socket:\[(\d+)\]$/.exec(link)?.[1] ?? '')).length;
+  return tcp + unix;
 }
 
 describe('the native invoke front and the container connections a burst leaves', () => {
@@ -297,11 +318,12 @@ describe('the native invoke front and the container connections a burst leaves',
     const [container] = (await containersOf(s, fn)).filter((c) => c.State === 'running');
     const inspected = await s.docker.getContainer(container?.Id ?? '').inspect();
     const ip = inspected.NetworkSettings.Networks[FUNCTION_NETWORK]?.IPAddress ?? '';
+    const pid = inspected.State.Pid;
     // Eight at once: eight connections to the container, kept for the requests to come.
     const burst = await Promise.all(Array.from({ length: 8 }, () => call(fn, '/hold')));
     expect(burst.map((r) => r.status)).toEqual(Array(8).fill(200));
     await Promise.all(burst.map((r) => r.text()));
-    expect(await connectionsTo(ip, 8080)).toBeGreaterThanOrEqual(8);
+    expect(await connectionsTo(ip, 8080, pid)).toBeGreaterThanOrEqual(8);
     // One request at a time takes the newest kept connection each time; the seven others are closed
     // within seconds (the runtime would keep its side open for 255 s). At most one more is left: the
     // gateway's own, from the first request.
@@ -310,7 +332,7 @@ describe('the native invoke front and the container connections a burst leaves',
       20_000,
       async () => {
         expect((await call(fn)).status).toBe(200);
-        return (await connectionsTo(ip, 8080)) <= 2;
+        return (await connectionsTo(ip, 8080, pid)) <= 2;
       },
       300,
     );

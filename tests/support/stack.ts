@@ -8,6 +8,7 @@ import type { Subprocess } from 'bun';
 import Docker from 'dockerode';
 import { LABELS, workflowIds } from '../../lib/names';
 import { secretsRunDir } from '../../lib/secrets';
+import { socketsRunDir } from '../../lib/sockets';
 import { GATEWAY_BUN_FLAGS, GATEWAY_ENV, loadSettings } from '../../lib/settings';
 import { Api } from '../../cli/api';
 import { freePort, waitFor } from './wait';
@@ -216,6 +217,7 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   await deleteWorkflows(s);
   // The run's instances' secrets, on the host's tmpfs.
   await rm(join(secretsRunDir(), s.taskQueue), { recursive: true, force: true });
+  await rm(join(socketsRunDir(), s.taskQueue), { recursive: true, force: true });
   // PLAT_TEST_KEEP=1 keeps the run's folder (the worker's and gateway's logs) for a look after a failure.
   if (!process.env.PLAT_TEST_KEEP) await rm(s.dataDir, { recursive: true, force: true });
 }

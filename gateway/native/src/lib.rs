@@ -16,15 +16,18 @@
 
 mod http;
 mod proxy;
+mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use upstream::Upstream;
 
 /** Slots of the shared counts: requests on each instance, requests waiting in each pool. */
 pub const SLOTS: usize = 1 << 16;
@@ -39,6 +42,8 @@ pub struct Instance {
     pub addr: SocketAddr,
     /** `host:port`, for the request's Host header. */
     pub host: String,
+    /** The instance's Unix socket, when its runtime serves one: requests go there instead of `addr`, with no instance check. */
+    pub socket: Option<PathBuf>,
     pub paused: bool,
     pub state: Arc<InstanceState>,
 }
@@ -47,7 +52,7 @@ pub struct Instance {
 pub struct InstanceState {
     pub gone: AtomicBool,
     pub died: Notify,
-    pub idle: Mutex<Vec<(TcpStream, Instant)>>,
+    pub idle: Mutex<Vec<(Upstream, Instant)>>,
 }
 
 pub struct Pool {
@@ -246,7 +251,8 @@ pub extern "C" fn plat_front_stop() {
 
 /**
  * A pool as the gateway has it now. Lines: `key name version concurrency timeoutMs waitingSlot`, then
- * one per instance: `slot containerId instanceId host:port paused(0|1)`, fields separated by tabs.
+ * one per instance: `slot containerId instanceId host:port paused(0|1) socket`, fields separated by
+ * tabs (`socket` empty when the instance is reached at `host:port` alone).
  */
 #[no_mangle]
 pub extern "C" fn plat_front_pool(data: *const u8, len: usize) -> i32 {
@@ -284,6 +290,7 @@ pub extern "C" fn plat_front_pool(data: *const u8, len: usize) -> i32 {
             addr,
             host: i[3].to_string(),
             paused: i[4] == "1",
+            socket: i.get(5).filter(|s| !s.is_empty()).map(PathBuf::from),
             state,
         });
     }

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::http::{
     bearer, find_head_end, json_string, parse_answer, parse_request, put_lower, valid_request_id, Answer, Chunks, Framing, Kind, Request,
     MAX_BODY, MAX_HEAD,
 };
+use crate::upstream::{Drain, Upstream};
 use crate::{Instance, InstanceState, Pool, Shared, LATENCY_BUCKETS};
 
 /** An idle client connection is closed after this, as the gateway's servers do. */
@@ -346,9 +347,12 @@ impl Conn {
         out.extend_from_slice(self.sh.scheme.as_bytes());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&platform);
-        out.extend_from_slice(b"x-plat-instance: ");
-        out.extend_from_slice(instance.instance_id.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        // On the instance's own socket, no other instance can answer: no check to ask for.
+        if instance.socket.is_none() {
+            out.extend_from_slice(b"x-plat-instance: ");
+            out.extend_from_slice(instance.instance_id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         if let Some(length) = request.content_length {
             let _ = write!(out, "content-length: {length}\r\n");
         }
@@ -361,7 +365,7 @@ impl Conn {
      * watching the client (gone: the exchange ends) and the container (reported dead: likewise). A
      * kept connection that the container closed meanwhile is replaced once.
      */
-    async fn exchange(&mut self, pool: &Pool, instance: &Instance, out: &[u8]) -> Result<(TcpStream, Vec<u8>, usize, Answer), Failure> {
+    async fn exchange(&mut self, pool: &Pool, instance: &Instance, out: &[u8]) -> Result<(Upstream, Vec<u8>, usize, Answer), Failure> {
         let died = instance.state.died.notified();
         tokio::pin!(died);
         let deadline = tokio::time::sleep(pool.timeout);
@@ -379,13 +383,10 @@ impl Conn {
             let mut up = match kept {
                 Some(up) => up,
                 None => {
-                    let connecting = TcpStream::connect(instance.addr);
+                    let connecting = Upstream::connect(instance);
                     tokio::select! {
                         connected = connecting => match connected {
-                            Ok(up) => {
-                                let _ = up.set_nodelay(true);
-                                up
-                            }
+                            Ok(up) => up,
                             Err(_) => return Err(Failure::Instance { message: "its container refused the connection", reached: false }),
                         },
                         _ = &mut deadline => return Err(Failure::Timeout),
@@ -414,7 +415,7 @@ impl Conn {
                     read = up.read_buf(&mut answer) => match read {
                         Ok(n) if n > 0 => {
                             if n < room {
-                                drained(&up);
+                                up.drained();
                             }
                             // Interim answers (100 Continue, 103 Early Hints) are dropped: the final one follows,
                             // maybe in the same read.
@@ -441,7 +442,7 @@ impl Conn {
                     read = self.sock.read_buf(&mut self.buf), if self.buf.len() < MAX_AHEAD => match read {
                         Ok(n) if n > 0 => {
                             if n < ahead {
-                                drained(&self.sock);
+                                self.sock.drained();
                             }
                         }
                         _ => return Err(Failure::ClientGone),
@@ -449,7 +450,7 @@ impl Conn {
                     _ = &mut deadline => return Err(Failure::Timeout),
                     _ = &mut died => return Err(Failure::Instance { message: "its container is gone", reached: true }),
                     _ = &mut probe => {
-                        if !matches!(tokio::time::timeout(LIVENESS_PROBE, TcpStream::connect(instance.addr)).await, Ok(Ok(_))) {
+                        if !matches!(tokio::time::timeout(LIVENESS_PROBE, Upstream::accepts(instance)).await, Ok(true)) {
                             return Err(Failure::Instance { message: "its container stopped accepting connections", reached: true });
                         }
                         probe.as_mut().reset(tokio::time::Instant::now() + LIVENESS);
@@ -615,9 +616,9 @@ impl Conn {
      * `data[..start]` (that part already chunked anew into `head`). Returns whether the upstream
      * connection can carry another request, and whether the client's can.
      */
-    async fn relay(
+    async fn relay<S: AsyncRead + Unpin + Drain>(
         &mut self,
-        up: &mut TcpStream,
+        up: &mut S,
         head: Vec<u8>,
         mut data: Vec<u8>,
         start: usize,
@@ -629,9 +630,9 @@ impl Conn {
         done
     }
 
-    async fn relay_body(
+    async fn relay_body<S: AsyncRead + Unpin + Drain>(
         &mut self,
-        up: &mut TcpStream,
+        up: &mut S,
         mut head: Vec<u8>,
         data: &mut Vec<u8>,
         start: usize,
@@ -769,7 +770,7 @@ impl Conn {
                     read = conn.read_buf(&mut answer) => match read {
                         Ok(n) if n > 0 => {
                             if n < room {
-                                drained(&conn);
+                                conn.drained();
                             }
                             if let Some(end) = find_head_end(&answer, scanned) {
                                 break Some(end);
@@ -837,18 +838,14 @@ impl Conn {
  * marked as drained, so the next read waits for the poller instead of asking the kernel first and
  * being told to wait (a system call saved each time, two a request).
  */
-async fn read_some(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_some<S: AsyncRead + Unpin + Drain>(sock: &mut S, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     buf.reserve(READ);
     let room = buf.capacity() - buf.len();
     let n = sock.read_buf(buf).await?;
     if n > 0 && n < room {
-        drained(sock);
+        sock.drained();
     }
     Ok(n)
-}
-
-fn drained(sock: &TcpStream) {
-    let _ = sock.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
 }
 
 /** Where a request the front does not serve goes. */
@@ -881,7 +878,7 @@ fn acquire(shared: &Shared, pool: &Pool) -> Option<usize> {
     }
 }
 
-fn take_idle(idle: &std::sync::Mutex<Vec<(TcpStream, Instant)>>, max_idle: Duration) -> Option<TcpStream> {
+fn take_idle<S>(idle: &std::sync::Mutex<Vec<(S, Instant)>>, max_idle: Duration) -> Option<S> {
     let mut idle = idle.lock().unwrap();
     while let Some((conn, since)) = idle.pop() {
         if since.elapsed() < max_idle {

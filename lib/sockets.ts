@@ -1,0 +1,84 @@
+import { execFile } from 'node:child_process';
+import { chmod, chown, lstat, mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * An instance's socket: a host folder mounted into its container alone, where the runtime serves the
+ * function on a Unix socket beside its TCP port (the JS runtimes; see runtimes/js-shared/contract.mjs).
+ * The gateways on the host send the function's requests there: a Unix socket costs the front and the
+ * runtime far less kernel time a request than TCP across the bridge (bench/hop.ts), and since the
+ * path names the instance, no other container can ever answer on it (no instance check needed).
+ */
+export const SOCKET_MOUNT = '/run/plat';
+export const SOCKET_ENV = 'PLAT_SOCKET';
+const SOCKET_FILE = 'http.sock';
+/** The longest path a Unix socket address holds (sun_path, less its NUL). */
+const SOCKET_PATH_MAX = 107;
+
+/** Where instances' socket folders are on the host: PLAT_SOCKETS_RUN_DIR, default /run/plat-sockets (a tmpfs). */
+export function socketsRunDir(): string {
+  return process.env.PLAT_SOCKETS_RUN_DIR || '/run/plat-sockets';
+}
+
+/** An instance's socket folder, a folder per platform (task queue) and instance, as secrets'. */
+export function socketDirOf(settings: { taskQueue: string }, instanceId: string): string {
+  return join(socketsRunDir(), settings.taskQueue, instanceId);
+}
+
+/** The host path of the instance's socket, when it fits a socket address (else the instance is reached over TCP only). */
+export function socketPathOf(settings: { taskQueue: string }, instanceId: string): string | undefined {
+  const path = join(socketDirOf(settings, instanceId), SOCKET_FILE);
+  return path.length <= SOCKET_PATH_MAX ? path : undefined;
+}
+
+/** The socket the runtime listens on inside the container. */
+export const SOCKET_IN_CONTAINER = `${SOCKET_MOUNT}/${SOCKET_FILE}`;
+
+/** The tmpfs the folders are on: small (a socket takes no space), bounded in files too. */
+const MOUNT_OPTIONS = 'size=16m,nr_inodes=65536,mode=0700';
+
+let ready: Promise<boolean> | undefined;
+
+/**
+ * Whether instances get sockets: the run folder is a tmpfs of its own, mounted here if it is not
+ * yet (once per process; root only). False, and every instance is reached over TCP, when it cannot be.
+ */
+export function socketsReady(): Promise<boolean> {
+  ready ??= (async () => {
+    const root = socketsRunDir();
+    try {
+      await mkdir(root, { recursive: true, mode: 0o700 });
+      if (await isMountPoint(root)) return true;
+      await promisify(execFile)('mount', ['-t', 'tmpfs', '-o', MOUNT_OPTIONS, 'plat-sockets', root]);
+      return await isMountPoint(root);
+    } catch (error) {
+      console.error(`instances are reached over TCP only: ${root} could not be made a tmpfs (${(error as Error).message.trim()})`);
+      return false;
+    }
+  })();
+  return ready;
+}
+
+async function isMountPoint(path: string): Promise<boolean> {
+  const [self, parent] = await Promise.all([stat(path), stat(dirname(path))]);
+  return self.dev !== parent.dev;
+}
+
+/**
+ * Seals the instance's folder once its runtime answered (root's, mode 0700: the function can no
+ * longer change what is in it) and returns its socket if a socket is there, for the gateways to use.
+ * Anything else (a symlink, a file, nothing: a runtime from before sockets) and the instance is
+ * reached over TCP alone.
+ */
+export async function sealSocket(settings: { taskQueue: string }, instanceId: string): Promise<string | undefined> {
+  const path = socketPathOf(settings, instanceId);
+  if (!path) return undefined;
+  try {
+    await chown(dirname(path), 0, 0);
+    await chmod(dirname(path), 0o700);
+    return (await lstat(path)).isSocket() ? path : undefined;
+  } catch {
+    return undefined;
+  }
+}
