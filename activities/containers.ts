@@ -7,6 +7,7 @@ import { deleteSchedules } from '../lib/schedules';
 import { SECRETS_MOUNT, secretsDirOf } from '../lib/secrets';
 import { SOCKET_ENV, SOCKET_IN_CONTAINER, SOCKET_MOUNT, sealSocket, socketDirOf, socketPathOf, socketsReady } from '../lib/sockets';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
+import { RUNTIMES } from '../lib/runtimes';
 import type { FunctionVersion, Instance } from '../lib/types';
 import type { ActivityDeps } from './deps';
 import { isolateHostFromBridge } from './host-isolation';
@@ -356,7 +357,8 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     async createContainer({ name, version, instanceId }: { name: string; version: FunctionVersion; instanceId: string }): Promise<string> {
       await ensureFunctionNetwork();
       const secretsDir = await materializeSecrets(instanceId, version.config.secrets);
-      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir, await socketFolder(instanceId));
+      const socketDir = RUNTIMES[version.config.runtime]?.servesSocket ? await socketFolder(instanceId) : undefined;
+      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir, socketDir);
       try {
         return (await docker.createContainer(spec)).id;
       } catch (error) {

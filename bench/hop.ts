@@ -61,6 +61,7 @@ const SOCKETS = 'Bun sockets, header work only';
 const NATIVE_FRONT = 'gateway, native front';
 const NGINX = 'nginx (1 worker, keepalive)';
 const NGINX_LOGGED = 'nginx, JSON access log';
+const NGINX_SOCKET = "nginx to the instance's socket";
 const NATIVE_UNLOGGED = 'native front, metrics off';
 const api = new Api({ apiUrl, token });
 
@@ -72,6 +73,8 @@ interface Sample {
   requests: number;
   /** CPU time (user + system) the proxy's processes spent per request, when the bench knows them. */
   cpuUs?: number;
+  /** The same for the container's process: what the hop makes the function spend. */
+  fnUs?: number;
 }
 
 /** A proxy the bench started: where it listens, its processes (for their CPU time), how to stop it. */
@@ -151,16 +154,19 @@ async function answering(url: string, proc: { exitCode: number | null }, ms: num
 /**
  * nginx in the foreground with a throw-away config: one worker, keepalive to the container. With
  * `logged`, it writes a JSON line a request to a file, buffered and flushed every 100 ms, as the
- * gateway writes its invocation records (the reference the bench holds it to logs nothing).
+ * gateway writes its invocation records (the reference the bench holds it to logs nothing). With
+ * `socket`, it proxies to the instance's Unix socket, as the gateway does, instead of its address.
  */
-async function startNginx(upstream: string, logged = false): Promise<Started | null> {
+async function startNginx(upstream: string, logged = false, socket?: string): Promise<Started | null> {
   if (!Bun.which('nginx') && !Bun.which('/usr/sbin/nginx')) return null;
   const dir = await mkdtemp(join(tmpdir(), 'plat-bench-nginx-'));
   const port = await freePort();
-  const { host } = new URL(upstream);
+  // The instance's socket is root's alone (lib/sockets.ts): the worker must be root to reach it.
+  const host = socket ? `unix:${socket}` : new URL(upstream).host;
   await writeFile(
     join(dir, 'nginx.conf'),
     `worker_processes 1;
+${socket ? 'user root;' : ''}
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log;
@@ -322,6 +328,8 @@ async function startGateway(metrics: boolean, front: 'on' | 'off' | 'native' = '
 
 const nginx = await startNginx(direct);
 const nginxLogged = await startNginx(direct, true);
+const socket = state.instances[0]?.socket;
+const nginxSocket = socket && process.getuid?.() === 0 ? await startNginx(direct, false, socket) : null;
 const goProxy = await startGoProxy(direct);
 const nativeProxy = await startNativeProxy(direct);
 const auth = [`Authorization: Bearer ${token}`];
@@ -354,6 +362,7 @@ const targets: { label: string; url: string; headers: string[]; pids?: () => num
   { label: 'straight to the container', url: `${direct}/`, headers: [], pids: containerPid ? () => [containerPid] : undefined },
   ...(nginx ? [{ label: NGINX, url: nginx.url, headers: [], pids: nginx.pids }] : []),
   ...(nginxLogged ? [{ label: NGINX_LOGGED, url: nginxLogged.url, headers: [], pids: nginxLogged.pids }] : []),
+  ...(nginxSocket ? [{ label: NGINX_SOCKET, url: nginxSocket.url, headers: [], pids: nginxSocket.pids }] : []),
   ...(goProxy ? [{ label: 'Go httputil.ReverseProxy', url: goProxy.url, headers: [], pids: goProxy.pids }] : []),
   ...(nativeProxy ? [{ label: NATIVE, url: nativeProxy.url, headers: [], pids: nativeProxy.pids }] : []),
   { label: SOCKETS, url: `${socketProxy.url}function/${name}`, headers: auth, pids: socketProxy.pids },
@@ -375,8 +384,11 @@ const targets: { label: string; url: string; headers: string[]; pids?: () => num
 async function measure(target: (typeof targets)[number], conns: number): Promise<Sample> {
   const pids = target.pids?.();
   const before = pids ? cpuTicks(pids) : 0;
+  const fnBefore = containerPid ? cpuTicks([containerPid]) : 0;
   const sample = await wrk(target.url, conns, target.headers);
-  if (pids && sample.requests > 0) sample.cpuUs = (((cpuTicks(pids) - before) / CLOCK_TICKS) * 1e6) / sample.requests;
+  const perRequest = (ticks: number) => ((ticks / CLOCK_TICKS) * 1e6) / sample.requests;
+  if (pids && sample.requests > 0) sample.cpuUs = perRequest(cpuTicks(pids) - before);
+  if (containerPid && sample.requests > 0) sample.fnUs = perRequest(cpuTicks([containerPid]) - fnBefore);
   return sample;
 }
 
@@ -390,16 +402,16 @@ try {
     for (let round = 0; round < rounds; round++) {
       for (const target of targets) samples.get(target.label)?.push(await measure(target, conns));
     }
-    console.log(`\n-c${conns}                              req/s      p50        p99     errors   CPU/request`);
-    const cpuOf = (label: string) => {
-      const values = (samples.get(label) ?? []).flatMap((s) => (s.cpuUs === undefined ? [] : [s.cpuUs]));
+    console.log(`\n-c${conns}                              req/s      p50        p99     errors   CPU/request   function's`);
+    const cpuOf = (label: string, of: 'cpuUs' | 'fnUs' = 'cpuUs') => {
+      const values = (samples.get(label) ?? []).flatMap((s) => (s[of] === undefined ? [] : [s[of]]));
       return values.length ? median(values) : undefined;
     };
+    const micros = (value: number | undefined) => (value === undefined ? '—' : `${value.toFixed(1)} µs`);
     for (const [label, list] of samples) {
       const rps = median(list.map((s) => s.rps));
-      const cpu = cpuOf(label);
       console.log(
-        `  ${label.padEnd(30)} ${String(Math.round(rps)).padStart(7)} ${`${Math.round(median(list.map((s) => s.p50us)))} µs`.padStart(10)} ${`${Math.round(median(list.map((s) => s.p99us)))} µs`.padStart(10)} ${String(list.reduce((n, s) => n + s.errors, 0)).padStart(6)} ${(cpu === undefined ? '—' : `${cpu.toFixed(1)} µs`).padStart(13)}`,
+        `  ${label.padEnd(30)} ${String(Math.round(rps)).padStart(7)} ${`${Math.round(median(list.map((s) => s.p50us)))} µs`.padStart(10)} ${`${Math.round(median(list.map((s) => s.p99us)))} µs`.padStart(10)} ${String(list.reduce((n, s) => n + s.errors, 0)).padStart(6)} ${micros(cpuOf(label)).padStart(13)} ${micros(cpuOf(label, 'fnUs')).padStart(12)}`,
       );
     }
     const rpsOf = (label: string) => median((samples.get(label) ?? []).map((s) => s.rps));
@@ -420,19 +432,26 @@ try {
       );
     }
     console.log(`  native front / Bun front: ${(rpsOf(NATIVE_FRONT) / on).toFixed(2)} (metrics on both)`);
+    const cpuRatio = (label: string, reference: string) => {
+      const [a, b] = [cpuOf(label), cpuOf(reference)];
+      return a === undefined || b === undefined ? '—' : (a / b).toFixed(2);
+    };
     if (nginx && nginxLogged) {
       // Like for like: each logging a line a request, or neither.
       console.log(
         `  native front / nginx with a JSON access log: ${(rpsOf(NATIVE_FRONT) / rpsOf(NGINX_LOGGED)).toFixed(2)}; native front, metrics off / nginx: ${(rpsOf(NATIVE_UNLOGGED) / rpsOf(NGINX)).toFixed(2)}; nginx logged / not: ${(rpsOf(NGINX_LOGGED) / rpsOf(NGINX)).toFixed(2)}`,
       );
     }
+    if (nginxSocket) {
+      // Like for like in transport: nginx to the socket the gateway uses.
+      const fnRatio = (cpuOf(NATIVE_FRONT, 'fnUs') ?? Number.NaN) / (cpuOf(NGINX, 'fnUs') ?? Number.NaN);
+      console.log(
+        `  native front / nginx to the instance's socket: ${(rpsOf(NATIVE_FRONT) / rpsOf(NGINX_SOCKET)).toFixed(2)}, CPU per request ${cpuRatio(NATIVE_FRONT, NGINX_SOCKET)}; the function's CPU per request behind the native front / behind nginx: ${fnRatio.toFixed(2)}`,
+      );
+    }
     if (goProxy) console.log(`  gateway / Go ReverseProxy: ${(rpsOf('plat gateway') / rpsOf('Go httputil.ReverseProxy')).toFixed(2)}`);
     if (nativeProxy && nginx) console.log(`  Rust forward-only floor / nginx: ${(rpsOf(NATIVE) / rpsOf(NGINX)).toFixed(2)}`);
     if (nginx) console.log(`  Bun sockets floor / nginx: ${(rpsOf(SOCKETS) / rpsOf(NGINX)).toFixed(2)}`);
-    const cpuRatio = (label: string, reference: string) => {
-      const [a, b] = [cpuOf(label), cpuOf(reference)];
-      return a === undefined || b === undefined ? '—' : (a / b).toFixed(2);
-    };
     if (nginx) {
       console.log(
         `  CPU per request / nginx's: native front ${cpuRatio(NATIVE_FRONT, NGINX)}, Bun front ${cpuRatio('Bun front, metrics on', NGINX)} (metrics off ${cpuRatio('Bun front, metrics off', NGINX)}), Bun sockets ${cpuRatio(SOCKETS, NGINX)}${nativeProxy ? `, Rust ${cpuRatio(NATIVE, NGINX)}` : ''}${goProxy ? `, Go ${cpuRatio('Go httputil.ReverseProxy', NGINX)}` : ''}`,
@@ -448,6 +467,7 @@ try {
 } finally {
   await nginx?.stop();
   await nginxLogged?.stop();
+  await nginxSocket?.stop();
   await goProxy?.stop();
   await nativeProxy?.stop();
   await socketProxy.stop();

@@ -19,6 +19,8 @@ export interface RuntimeInfo {
   pythonVersion?: string;
   /** Static binaries from node_modules that the image build runs (copied into the context's plat/). */
   buildTools?: string[];
+  /** Its bootstrap serves the function on the platform's socket too (lib/sockets.ts). */
+  servesSocket?: boolean;
 }
 
 export const RUNTIMES: Record<string, RuntimeInfo> = Object.fromEntries(

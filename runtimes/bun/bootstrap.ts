@@ -1,8 +1,8 @@
 // The runtime contract for Bun: serve the user's `export default { fetch(request, env, ctx) }` on
 // PORT (and on the platform's socket, PLAT_SOCKET), turn an uncaught exception into a 500 (the
 // process stays up), and stop gracefully on SIGTERM: finish in-flight requests and ctx.waitUntil
-// work, then exit. The instance check, the
-// platform's routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
+// work, then exit. The instance check, the platform's routes, the socket and env/ctx are the JS
+// runtimes' shared contract (contract.mjs).
 import { rmSync } from 'node:fs';
 import { createContract, type ExecutionContext } from './contract.mjs';
 

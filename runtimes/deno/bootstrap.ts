@@ -1,20 +1,18 @@
 // The runtime contract for Deno: serve the user's `export default { fetch(request, env, ctx) }` on
-// PORT (and on the platform's socket, PLAT_SOCKET), turn an uncaught exception into a 500 (the
-// process stays up), and stop gracefully on SIGTERM: finish in-flight requests and ctx.waitUntil
-// work, then exit. The instance check, the
-// platform's routes and env/ctx are the JS runtimes' shared contract (contract.mjs).
+// PORT, turn an uncaught exception into a 500 (the process stays up), and stop gracefully on
+// SIGTERM: finish in-flight requests and ctx.waitUntil work, then exit. The instance check, the
+// platform's routes and env/ctx are the JS runtimes' shared contract (contract.mjs). Deno does not
+// serve the platform's socket: its unix transport gives requests an `http+unix:` URL, which the
+// function would see (frameworks route on it: Hono answers 404), so Deno instances take TCP alone.
 import { createContract, type ExecutionContext } from './contract.mjs';
 
 // Only what this file uses of the Deno namespace, so the project's tsc checks it too.
 declare const Deno: {
   env: { get(name: string): string | undefined };
   serve(
-    options:
-      | { port: number; hostname: string; onListen?: (addr: { port: number }) => void }
-      | { path: string; transport: 'unix'; onListen?: () => void },
+    options: { port: number; hostname: string; onListen?: (addr: { port: number }) => void },
     handler: (request: Request) => Response | Promise<Response>,
   ): { shutdown(): Promise<void> };
-  removeSync(path: string): void;
   addSignalListener(signal: 'SIGTERM', handler: () => void): void;
   exit(code: number): never;
 };
@@ -32,25 +30,6 @@ if (!handler || typeof handler.fetch !== 'function') {
   Deno.exit(1);
 }
 
-const serveFunction = (request: Request) => contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
-
-// The platform's socket first, so it is there once the health route answers (see contract.mjs).
-function serveSocket(path: string | undefined) {
-  if (!path) return undefined;
-  try {
-    try {
-      Deno.removeSync(path);
-    } catch {
-      // none yet
-    }
-    return Deno.serve({ path, transport: 'unix', onListen: () => {} }, serveFunction);
-  } catch (error) {
-    console.error(`the platform's socket is not served (${(error as Error).message}); requests come over TCP`);
-    return undefined;
-  }
-}
-const direct = serveSocket(Deno.env.get('PLAT_SOCKET'));
-
 const server = Deno.serve(
   {
     port: Number(Deno.env.get('PORT') ?? 8080),
@@ -64,13 +43,14 @@ const server = Deno.serve(
       request.headers.get('x-plat-probe'),
     );
     if (platform) return platform;
-    return serveFunction(request);
+    return contract.run(request, () => handler.fetch(request, contract.env, contract.context()));
   },
 );
 
 Deno.addSignalListener('SIGTERM', () => {
   setTimeout(() => Deno.exit(0), GRACE_MS);
-  void Promise.all([server.shutdown(), direct?.shutdown()])
+  void server
+    .shutdown()
     .then(() => contract.idle(GRACE_MS))
     .then(() => Deno.exit(0));
 });

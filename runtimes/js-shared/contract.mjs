@@ -9,7 +9,8 @@
 // - the platform's socket: with PLAT_SOCKET set (a host folder mounted for this instance alone), the
 //   runtime serves the function on that Unix socket too, where the gateways on the host send its
 //   requests: cheaper than TCP across the bridge for both sides, and the path names the instance, so
-//   requests there need no instance check and get no platform routes (`run` alone);
+//   requests there need no instance check and get no platform routes (`run` alone). Bun and Node do;
+//   Deno does not (see its bootstrap);
 // - the Workers handler signature: fetch(request, env, ctx), env holding the function.json `env`
 //   values, ctx.waitUntil(promise) keeping the instance from being paused until the promise settles
 //   (bounded by the function's timeout), ctx.passThroughOnException() accepted.
