@@ -32,6 +32,8 @@ ensure_schemathesis
 ensure_native_front
 # The TLS tests make their own certificates.
 if ! command -v openssl >/dev/null; then need_root_for openssl; apt_install openssl; fi
+# A test reads the gateway's listen backlog with ss.
+if ! command -v ss >/dev/null; then need_root_for iproute2; apt_install iproute2; fi
 
 cd "$ROOT"
 passed=0

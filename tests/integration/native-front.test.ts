@@ -232,6 +232,19 @@ describe('the native invoke front and a container removed while it serves', () =
   });
 });
 
+describe("the native invoke front's port", () => {
+  it('keeps a backlog of new connections a burst fits in (std listened with 128: past it, clients waited a second to connect)', async () => {
+    const port = new URL(gateway.url).port;
+    // For a listening socket, ss's Send-Q is its backlog; the kernel holds it to net.core.somaxconn.
+    const listed = Bun.spawnSync(['ss', '-Hltn', `sport = :${port}`])
+      .stdout.toString()
+      .trim()
+      .split(/\s+/);
+    const cap = Number((await Bun.file('/proc/sys/net/core/somaxconn').text()).trim());
+    expect(Number(listed[2])).toBe(Math.min(4096, cap));
+  });
+});
+
 describe('the native invoke front and a container that stops taking connections', () => {
   it('ends the request waiting on it within seconds, not at its timeout, and a new instance answers it', async () => {
     const fn = await deploy('native-cut', { timeout: 60 });

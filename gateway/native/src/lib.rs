@@ -20,6 +20,7 @@ mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -31,6 +32,13 @@ use upstream::Upstream;
 
 /** Slots of the shared counts: requests on each instance, requests waiting in each pool. */
 pub const SLOTS: usize = 1 << 16;
+/** The public port's backlog of connections not yet accepted (the kernel holds it to net.core.somaxconn). */
+const LISTEN_BACKLOG: i32 = 4096;
+
+extern "C" {
+    fn listen(fd: i32, backlog: i32) -> i32;
+}
+
 /** What is kept of what happened before the gateway drains it; past this, invocations are dropped (and counted). */
 const EVENTS_MAX: usize = 16 * 1024 * 1024;
 
@@ -199,6 +207,13 @@ pub extern "C" fn plat_front_start(config: *const u8, len: usize) -> i32 {
         Ok(listener) => listener,
         Err(error) => return fail(format!("could not listen on {address}: {error}")),
     };
+    // std listens with a backlog of 128: a burst of more new connections than that overflows it, and
+    // the clients dropped wait a second for their SYN to be sent again (1,000 first requests at once:
+    // p99 3.8x one cold start). Listening again sets a backlog as Bun's servers have and more; the
+    // kernel holds it to net.core.somaxconn.
+    unsafe {
+        listen(listener.as_raw_fd(), LISTEN_BACKLOG);
+    }
     let bound = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let loopback = |port: &str| SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap_or(0)));
     let shared = Arc::new(Shared {
