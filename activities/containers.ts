@@ -114,9 +114,15 @@ export function createContainerActivities({ docker, registry, settings, logs, se
   async function socketFolder(instanceId: string): Promise<string | undefined> {
     if (!socketPathOf(settings, instanceId) || !(await socketsReady())) return undefined;
     const dir = socketDirOf(settings, instanceId);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chown(dir, FUNCTION_UID, FUNCTION_UID);
-    return dir;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chown(dir, FUNCTION_UID, FUNCTION_UID);
+      return dir;
+    } catch {
+      // The tmpfs is full (of what a function put in its folder before its seal, say): TCP, not a failed start.
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      return undefined;
+    }
   }
 
   /** `{ socket }` when the instance's runtime serves its socket: its folder sealed first (see lib/sockets.ts). */
