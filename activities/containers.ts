@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { platformRecord } from '../lib/logs';
 import { deleteSchedules } from '../lib/schedules';
 import { SECRETS_MOUNT, secretsDirOf } from '../lib/secrets';
-import { SOCKET_ENV, SOCKET_IN_CONTAINER, SOCKET_MOUNT, sealSocket, socketDirOf, socketPathOf, socketsReady } from '../lib/sockets';
+import { makeSocketFolder, SOCKET_ENV, SOCKET_IN_CONTAINER, SOCKET_MOUNT, sealSocket, socketPathOf, socketsReady } from '../lib/sockets';
 import { containerName, INSTANCE_ENV, INSTANCE_HEADER, LABELS, PROBE_HEADER, repositoryPath } from '../lib/names';
 import { RUNTIMES } from '../lib/runtimes';
 import type { FunctionVersion, Instance } from '../lib/types';
@@ -113,16 +113,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
    */
   async function socketFolder(instanceId: string): Promise<string | undefined> {
     if (!socketPathOf(settings, instanceId) || !(await socketsReady())) return undefined;
-    const dir = socketDirOf(settings, instanceId);
-    try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await chown(dir, FUNCTION_UID, FUNCTION_UID);
-      return dir;
-    } catch {
-      // The tmpfs is full (of what a function put in its folder before its seal, say): TCP, not a failed start.
-      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-      return undefined;
-    }
+    return makeSocketFolder(settings, instanceId, FUNCTION_UID);
   }
 
   /** `{ socket }` when the instance's runtime serves its socket: its folder sealed first (see lib/sockets.ts). */

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, lstat, mkdir, stat } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -26,11 +26,22 @@ export function socketDirOf(settings: { taskQueue: string }, instanceId: string)
   return join(socketsRunDir(), settings.taskQueue, instanceId);
 }
 
-/** The host path of the instance's socket, when it fits a socket address (else the instance is reached over TCP only). */
+/** The host path of the instance's socket in its folder, when it fits a socket address (else the instance is reached over TCP only). */
 export function socketPathOf(settings: { taskQueue: string }, instanceId: string): string | undefined {
   const path = join(socketDirOf(settings, instanceId), SOCKET_FILE);
-  return path.length <= SOCKET_PATH_MAX ? path : undefined;
+  return path.length <= SOCKET_PATH_MAX && sealedPathOf(settings, instanceId).length <= SOCKET_PATH_MAX ? path : undefined;
 }
+
+/**
+ * Where the gateways reach the instance's socket: a hard link to it made by `sealSocket`, in a folder
+ * of root's that no container has mounted, so nothing the function does later (nor an earlier start's
+ * retry handing its folder back) can change what they connect to.
+ */
+export function sealedPathOf(settings: { taskQueue: string }, instanceId: string): string {
+  return join(socketsRunDir(), settings.taskQueue, SEALED, `${instanceId}.sock`);
+}
+
+const SEALED = '.sealed';
 
 /** The socket the runtime listens on inside the container. */
 export const SOCKET_IN_CONTAINER = `${SOCKET_MOUNT}/${SOCKET_FILE}`;
@@ -66,19 +77,66 @@ async function isMountPoint(path: string): Promise<boolean> {
 }
 
 /**
+ * Makes the instance's folder, the function's user's (`uid`) until its seal. One an earlier attempt
+ * made (a retried start) is left as it is: sealed, it is never handed back to the function. A tmpfs
+ * that is full (of what a function put in its folder before its seal, say) gives no folder: the
+ * instance is reached over TCP, its start does not fail.
+ */
+export async function makeSocketFolder(settings: { taskQueue: string }, instanceId: string, uid: number): Promise<string | undefined> {
+  const dir = socketDirOf(settings, instanceId);
+  try {
+    await mkdir(dirname(dir), { recursive: true, mode: 0o700 });
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'EEXIST') return dir;
+      throw error;
+    }
+    await chown(dir, uid, uid);
+    return dir;
+  } catch {
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    return undefined;
+  }
+}
+
+/**
  * Seals the instance's folder once its runtime answered (root's, mode 0700: the function can no
- * longer change what is in it) and returns its socket if a socket is there, for the gateways to use.
- * Anything else (a symlink, a file, nothing: a runtime from before sockets) and the instance is
- * reached over TCP alone.
+ * longer change what is in it) and, if a socket is there, links it where the gateways will reach it
+ * (`sealedPathOf`; link() never follows a symlink, and the link is checked again). Anything else (a
+ * symlink, a file, nothing: a runtime from before sockets) and the instance is reached over TCP alone.
  */
 export async function sealSocket(settings: { taskQueue: string }, instanceId: string): Promise<string | undefined> {
   const path = socketPathOf(settings, instanceId);
   if (!path) return undefined;
+  const sealed = sealedPathOf(settings, instanceId);
   try {
     await chown(dirname(path), 0, 0);
     await chmod(dirname(path), 0o700);
-    return (await lstat(path)).isSocket() ? path : undefined;
+    if (!(await lstat(path)).isSocket()) return undefined;
+    await mkdir(dirname(sealed), { recursive: true, mode: 0o700 });
+    await rm(sealed, { force: true });
+    await link(path, sealed);
+    return (await lstat(sealed)).isSocket() ? sealed : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** Removes what the instance had here: its folder and its sealed link. */
+export async function removeSocket(settings: { taskQueue: string }, instanceId: string): Promise<void> {
+  await rm(socketDirOf(settings, instanceId), { recursive: true, force: true }).catch(() => undefined);
+  await rm(sealedPathOf(settings, instanceId), { force: true }).catch(() => undefined);
+}
+
+/** Removes the folders and links of instances other than `live` (their containers went while no worker watched). */
+export async function sweepSockets(settings: { taskQueue: string }, live: Set<string | undefined>): Promise<void> {
+  const root = join(socketsRunDir(), settings.taskQueue);
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (name !== SEALED && !live.has(name)) await removeSocket(settings, name);
+  }
+  for (const name of await readdir(join(root, SEALED)).catch(() => [] as string[])) {
+    const instanceId = name.replace(/\.sock$/, '');
+    if (!live.has(instanceId)) await removeSocket(settings, instanceId);
   }
 }

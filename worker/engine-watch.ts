@@ -9,7 +9,7 @@ import type { LogCollector } from './log-collector';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { secretsDirOf, secretsRunDir } from '../lib/secrets';
-import { socketDirOf, socketsRunDir } from '../lib/sockets';
+import { removeSocket, sweepSockets } from '../lib/sockets';
 
 const RECONNECT_MIN_MS = 250;
 const RECONNECT_MAX_MS = 2000;
@@ -152,9 +152,8 @@ export class EngineWatch {
         // The instance's secrets and socket folder (on tmpfs) go with its container.
         const instanceId = event.Actor?.Attributes?.[LABELS.instance];
         if (instanceId) {
-          for (const dir of [secretsDirOf(this.settings, instanceId), socketDirOf(this.settings, instanceId)]) {
-            void rm(dir, { recursive: true, force: true }).catch(() => undefined);
-          }
+          void rm(secretsDirOf(this.settings, instanceId), { recursive: true, force: true }).catch(() => undefined);
+          void removeSocket(this.settings, instanceId);
         }
       }
     }
@@ -201,11 +200,11 @@ export class EngineWatch {
     }
     // Secrets and socket folders of instances whose containers went while no one watched.
     const instances = new Set(containers.map((c) => c.Labels[LABELS.instance]));
-    for (const root of [secretsRunDir(), socketsRunDir()].map((dir) => join(dir, this.settings.taskQueue))) {
-      for (const instanceId of await readdir(root).catch(() => [] as string[])) {
-        if (!instances.has(instanceId)) await rm(join(root, instanceId), { recursive: true, force: true }).catch(() => undefined);
-      }
+    const secretsRoot = join(secretsRunDir(), this.settings.taskQueue);
+    for (const instanceId of await readdir(secretsRoot).catch(() => [] as string[])) {
+      if (!instances.has(instanceId)) await rm(join(secretsRoot, instanceId), { recursive: true, force: true }).catch(() => undefined);
     }
+    await sweepSockets(this.settings, instances);
     const query = `WorkflowType = '${WORKFLOW_TYPES.entity}' AND ExecutionStatus = 'Running' AND TaskQueue = '${this.settings.taskQueue}'`;
     for await (const execution of this.temporal.workflow.list({ query })) {
       const state = await this.temporal.workflow

@@ -22,6 +22,8 @@ const MAX_HEAD_BYTES = 64 * 1024;
  * 5 s, Bun's 10 s), so a server never closes one just as a request goes out on it.
  */
 export const IDLE_CLOSE_MS = 2000;
+/** Origins kept parsed, at most. */
+const MAX_ORIGINS = 4096;
 /** Kept connections per container, at most; more are closed once their answer ended. */
 const MAX_IDLE = 256;
 /** Methods whose requests may be sent again when a kept connection turns out to have closed. */
@@ -251,6 +253,8 @@ export class Upstreams {
     const at = unix ?? url;
     let origin = this.origins.get(at);
     if (!origin) {
+      // Sockets' paths are never reused (each names its instance): the cache is emptied now and then.
+      if (this.origins.size >= MAX_ORIGINS) this.origins.clear();
       const parsed = new URL(url);
       const port = Number(parsed.port || 80);
       const host = `${parsed.hostname}:${port}`;

@@ -83,7 +83,8 @@ async function serveSocket(path) {
   direct.keepAliveTimeout = 65_000;
   try {
     rmSync(path, { force: true });
-    await new Promise((resolve, reject) => direct.once('error', reject).listen(path, resolve));
+    // A full backlog refuses a Unix connection at once (TCP would retry its SYN): a deep one.
+    await new Promise((resolve, reject) => direct.once('error', reject).listen({ path, backlog: 4096 }, resolve));
     return direct;
   } catch (error) {
     console.error(`the platform's socket is not served (${error.message}); requests come over TCP`);

@@ -130,6 +130,8 @@ def platform_socket():
         print(f"the platform's socket is not served ({error}); requests come over TCP", file=sys.stderr, flush=True)
         return None
     direct.daemon_threads = False
+    # A full backlog refuses a Unix connection at once (TCP would retry its SYN): deeper than Werkzeug's 128.
+    direct.socket.listen(4096)
     threading.Thread(target=direct.serve_forever, daemon=True).start()
     return direct
 

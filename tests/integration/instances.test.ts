@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LABELS } from '../../lib/names';
 import { RUNTIMES } from '../../lib/runtimes';
-import { socketPathOf } from '../../lib/sockets';
+import { sealedPathOf, socketPathOf } from '../../lib/sockets';
 import type { FunctionState } from '../../lib/types';
 import {
   answering,
@@ -85,16 +85,20 @@ describe.each(Object.keys(RUNTIMES))('instances of a %s function', (runtime) => 
       expect(existsSync(dirname(socket))).toBe(false);
       return;
     }
-    expect(listed?.socket).toBe(socket);
+    expect(listed?.socket).toBe(sealedPathOf(s, instanceId));
     // The folder is the container's alone: its user's, closed to everyone else on the host.
     const folder = statSync(dirname(socket));
     expect([folder.uid, folder.mode & 0o777]).toEqual([0, 0o700]);
-    expect(await (await fetch('http://fn/', { unix: socket })).text()).toBe(`answered by ${runtime}`);
+    expect(await (await fetch('http://fn/', { unix: listed?.socket })).text()).toBe(`answered by ${runtime}`);
     // The path names the instance: a request there is the function's whatever it says, the health route too.
     const other = { 'x-plat-instance': 'some-other-instance', 'x-plat-probe': '1' };
-    expect(await (await fetch('http://fn/_/health', { unix: socket, headers: other })).text()).toBe(`answered by ${runtime}`);
+    expect(await (await fetch('http://fn/_/health', { unix: listed?.socket, headers: other })).text()).toBe(`answered by ${runtime}`);
     await s.docker.getContainer(id).remove({ force: true });
-    await waitFor('the socket folder to go with its container', 10_000, async () => !existsSync(dirname(socket)));
+    await waitFor(
+      'the socket folder and link to go with its container',
+      10_000,
+      async () => !existsSync(dirname(socket)) && !existsSync(sealedPathOf(s, instanceId)),
+    );
     expect(await (await invoke(s, name)).text()).toBe(`answered by ${runtime}`);
   });
 
@@ -148,7 +152,7 @@ describe('a function that goes after its socket', () => {
     expect(await (await invoke(s, name, '/')).text()).toBe('its own answer');
     const { instanceId } = await running(name);
     const described = (await (await s.api.request(`/functions/${name}`)).json()) as { function: FunctionState };
-    expect(described.function.instances[0]?.socket).toBe(socketPathOf(s, instanceId));
+    expect(described.function.instances[0]?.socket).toBe(sealedPathOf(s, instanceId));
   });
 });
 

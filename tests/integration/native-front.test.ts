@@ -3,7 +3,7 @@ import { FUNCTION_NETWORK } from '../../activities/containers';
 import { readdir, readlink, rm } from 'node:fs/promises';
 import type { LogRecord } from '../../lib/logs';
 import { LABELS } from '../../lib/names';
-import { SOCKET_IN_CONTAINER, socketPathOf } from '../../lib/sockets';
+import { SOCKET_IN_CONTAINER, sealedPathOf } from '../../lib/sockets';
 import type { FunctionState } from '../../lib/types';
 import { containersOf, deployFolder, functionFolder } from '../support/functions';
 import { rawConnection } from '../support/raw-http';
@@ -255,7 +255,7 @@ describe('the native invoke front and a container that stops taking connections'
     // Alive, but unreachable: no engine event tells of it. Only a probe does, before the 60 s timeout (504).
     // The front reaches it on its socket: that goes too, as its bridge address does.
     await s.docker.getNetwork(FUNCTION_NETWORK).disconnect({ Container: container?.Id, Force: true });
-    await rm(socketPathOf(s, container?.Labels[LABELS.instance] as string) as string);
+    await rm(sealedPathOf(s, container?.Labels[LABELS.instance] as string));
     const response = await pending;
     expect(response.status).toBe(200);
     expect(await response.text()).toBe('late');

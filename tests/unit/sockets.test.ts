@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
-import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { sealSocket, socketPathOf } from '../../lib/sockets';
+import { makeSocketFolder, sealedPathOf, sealSocket, socketPathOf } from '../../lib/sockets';
 
 /**
  * An instance's socket folder is the function's until its start is over: what it holds then is used
@@ -33,12 +33,28 @@ afterAll(() => {
 });
 
 describe('sealing an instance socket folder', () => {
-  it('gives the socket a runtime bound there, the folder closed to all but root', async () => {
+  it("gives a link to the socket a runtime bound there, in root's folder, and closes the instance's folder", async () => {
     const path = folderOf('served');
     listening = Bun.listen({ unix: path, socket: { data() {} } });
-    expect(await sealSocket(settings, 'served')).toBe(path);
-    const folder = statSync(dirname(path));
-    expect([folder.uid, folder.mode & 0o777]).toEqual([0, 0o700]);
+    const sealed = await sealSocket(settings, 'served');
+    expect(sealed).toBe(sealedPathOf(settings, 'served'));
+    expect(lstatSync(sealed as string).ino).toBe(lstatSync(path).ino);
+    for (const folder of [dirname(path), dirname(sealed as string)].map((dir) => statSync(dir))) {
+      expect([folder.uid, folder.mode & 0o777]).toEqual([0, 0o700]);
+    }
+    // Were the folder handed back and the socket swapped for a symlink, the link still leads to the socket.
+    chmodSync(dirname(path), 0o777);
+    rmSync(path);
+    symlinkSync('/var/run/docker.sock', path);
+    expect(lstatSync(sealed as string).isSocket()).toBe(true);
+  });
+
+  it('never hands a sealed folder back to the function when a retried start makes it again', async () => {
+    const dir = (await makeSocketFolder(settings, 'retried', 10001)) as string;
+    expect(statSync(dir).uid).toBe(10001);
+    await sealSocket(settings, 'retried');
+    expect(await makeSocketFolder(settings, 'retried', 10001)).toBe(dir);
+    expect([statSync(dir).uid, statSync(dir).mode & 0o777]).toEqual([0, 0o700]);
   });
 
   it('gives nothing for a symlink, even to a socket: the gateway would follow it anywhere on the host', async () => {

@@ -11,6 +11,9 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::Instance;
 
+/** How long a connection to a socket whose backlog is full waits before it tries again. */
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub enum Upstream {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -20,7 +23,14 @@ impl Upstream {
     /** Connects to the instance: its socket when it has one, else its address. */
     pub async fn connect(instance: &Instance) -> io::Result<Upstream> {
         match &instance.socket {
-            Some(path) => Ok(Upstream::Unix(UnixStream::connect(path).await?)),
+            // A Unix listener whose backlog is full refuses at once (EAGAIN) where TCP would send its
+            // SYN again: the instance is busy, not gone; the caller's deadline bounds the wait.
+            Some(path) => loop {
+                match UnixStream::connect(path).await {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => tokio::time::sleep(BUSY_RETRY).await,
+                    connected => return Ok(Upstream::Unix(connected?)),
+                }
+            },
             None => {
                 let sock = TcpStream::connect(instance.addr).await?;
                 let _ = sock.set_nodelay(true);
@@ -32,7 +42,11 @@ impl Upstream {
     /** Whether the instance takes connections where its requests go (the liveness probe). */
     pub async fn accepts(instance: &Instance) -> bool {
         match &instance.socket {
-            Some(path) => UnixStream::connect(path).await.is_ok(),
+            Some(path) => match UnixStream::connect(path).await {
+                Ok(_) => true,
+                // Its backlog is full: busy, and there.
+                Err(error) => error.kind() == io::ErrorKind::WouldBlock,
+            },
             None => TcpStream::connect(instance.addr).await.is_ok(),
         }
     }
