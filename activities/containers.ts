@@ -108,11 +108,11 @@ export function containerSpec(
 export function createContainerActivities({ docker, registry, settings, logs, secrets, temporal, events }: ActivityDeps) {
   /**
    * The instance's socket folder (lib/sockets.ts), made for its container alone: the function's user's
-   * until its start is over, then sealed (`socketOf`). None when sockets cannot be had here, or its
-   * path would not fit a socket address. It goes when the container does (worker/engine-watch.ts).
+   * until its start is over, then sealed (`socketOf`). None when its runtime serves no socket, sockets
+   * cannot be had here, or its path would not fit a socket address. It goes when the container does (worker/engine-watch.ts).
    */
-  async function socketFolder(instanceId: string): Promise<string | undefined> {
-    if (!socketPathOf(settings, instanceId) || !(await socketsReady())) return undefined;
+  async function socketFolder(version: FunctionVersion, instanceId: string): Promise<string | undefined> {
+    if (!RUNTIMES[version.config.runtime]?.servesSocket || !socketPathOf(settings, instanceId) || !(await socketsReady())) return undefined;
     return makeSocketFolder(settings, instanceId, FUNCTION_UID);
   }
 
@@ -354,8 +354,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     async createContainer({ name, version, instanceId }: { name: string; version: FunctionVersion; instanceId: string }): Promise<string> {
       await ensureFunctionNetwork();
       const secretsDir = await materializeSecrets(instanceId, version.config.secrets);
-      const socketDir = RUNTIMES[version.config.runtime]?.servesSocket ? await socketFolder(instanceId) : undefined;
-      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir, socketDir);
+      const spec = containerSpec(name, version, instanceId, settings.taskQueue, secretsDir, await socketFolder(version, instanceId));
       try {
         return (await docker.createContainer(spec)).id;
       } catch (error) {

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 
 /**
  * An instance's socket: a host folder mounted into its container alone, where the runtime serves the
- * function on a Unix socket beside its TCP port (the JS runtimes; see runtimes/js-shared/contract.mjs).
+ * function on a Unix socket beside its TCP port (the runtimes whose runtime.json says `servesSocket`).
  * The gateways on the host send the function's requests there: a Unix socket costs the front and the
  * runtime far less kernel time a request than TCP across the bridge (bench/hop.ts), and since the
  * path names the instance, no other container can ever answer on it (no instance check needed).
@@ -21,9 +21,14 @@ export function socketsRunDir(): string {
   return process.env.PLAT_SOCKETS_RUN_DIR || '/run/plat-sockets';
 }
 
+/** The platform's (task queue's) folder: its instances' folders, and their sealed links in SEALED. */
+function queueDir(settings: { taskQueue: string }): string {
+  return join(socketsRunDir(), settings.taskQueue);
+}
+
 /** An instance's socket folder, a folder per platform (task queue) and instance, as secrets'. */
 export function socketDirOf(settings: { taskQueue: string }, instanceId: string): string {
-  return join(socketsRunDir(), settings.taskQueue, instanceId);
+  return join(queueDir(settings), instanceId);
 }
 
 /** The host path of the instance's socket in its folder, when it fits a socket address (else the instance is reached over TCP only). */
@@ -38,7 +43,7 @@ export function socketPathOf(settings: { taskQueue: string }, instanceId: string
  * retry handing its folder back) can change what they connect to.
  */
 export function sealedPathOf(settings: { taskQueue: string }, instanceId: string): string {
-  return join(socketsRunDir(), settings.taskQueue, SEALED, `${instanceId}.sock`);
+  return join(queueDir(settings), SEALED, `${instanceId}.sock`);
 }
 
 const SEALED = '.sealed';
@@ -131,7 +136,7 @@ export async function removeSocket(settings: { taskQueue: string }, instanceId: 
 
 /** Removes the folders and links of instances other than `live` (their containers went while no worker watched). */
 export async function sweepSockets(settings: { taskQueue: string }, live: Set<string | undefined>): Promise<void> {
-  const root = join(socketsRunDir(), settings.taskQueue);
+  const root = queueDir(settings);
   for (const name of await readdir(root).catch(() => [] as string[])) {
     if (name !== SEALED && !live.has(name)) await removeSocket(settings, name);
   }

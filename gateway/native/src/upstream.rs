@@ -66,13 +66,17 @@ impl Drain for TcpStream {
     }
 }
 
+impl Drain for UnixStream {
+    fn drained(&self) {
+        let _ = self.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+    }
+}
+
 impl Drain for Upstream {
     fn drained(&self) {
         match self {
             Upstream::Tcp(s) => s.drained(),
-            Upstream::Unix(s) => {
-                let _ = s.try_io(Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
-            }
+            Upstream::Unix(s) => s.drained(),
         }
     }
 }
