@@ -68,10 +68,17 @@ clear_stale_pidfile() {
 }
 
 # start_bg NAME COMMAND...: starts a daemon detached from this shell, recording its pid and log.
+# The log starts empty (start.sh waits for a line in it); the previous one is kept, with the four
+# before it, as NAME.log.<when it was set aside>: a daemon restarted after a fault keeps its history.
 start_bg() {
   local name="$1"
   shift
   local log="$LOG_DIR/$name.log"
+  if [ -s "$log" ]; then
+    mv "$log" "$log.$(date -u +%Y%m%dT%H%M%SZ)"
+    # shellcheck disable=SC2012 # (names are ours: no spaces)
+    ls -t "$log".* 2>/dev/null | tail -n +6 | xargs -r rm -f
+  fi
   : >"$log"
   setsid nohup "$@" >>"$log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/$name.pid"
