@@ -257,10 +257,22 @@ export function createContainerActivities({ docker, registry, settings, logs, se
      * A running container of this version that a cold start can use instead of starting another:
      * one whose report the entity lost, or one that survived a gateway restart.
      */
-    async findInstance({ name, version, avoid = [] }: { name: string; version: string; avoid?: string[] }): Promise<Instance | null> {
+    async findInstance({
+      name,
+      version,
+      avoid = [],
+      except,
+    }: {
+      name: string;
+      version: string;
+      avoid?: string[];
+      /** The start's own instance, whose container an earlier attempt of it made: started through its health check, never adopted as it is. */
+      except?: string;
+    }): Promise<Instance | null> {
       for (const c of await containersOf(name)) {
         const instanceId = c.Labels[LABELS.instance];
         if ((c.State !== 'running' && c.State !== 'paused') || c.Labels[LABELS.version] !== version || !instanceId) continue;
+        if (instanceId === except) continue;
         if (avoid.includes(c.Id)) continue;
         const url = urlOf(c.NetworkSettings?.Networks);
         if (!url) continue;
@@ -507,7 +519,9 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       // rare, and a container made for nothing is removed. The image is pulled only when the engine
       // lacks it (the create answers 404), not looked up before every start.
       const [found, created] = await Promise.allSettled([
-        adopt ? activities.findInstance({ name, version: version.version, avoid }) : null,
+        // (not its own container: an attempt run again after a worker crash would adopt it unchecked,
+        // and then remove it as the container made for nothing, since the create gives back the same one)
+        adopt ? activities.findInstance({ name, version: version.version, avoid, except: instanceId }) : null,
         activities.createContainer({ name, version, instanceId }).catch(async (error: unknown) => {
           if (statusOf(error) !== 404) throw error;
           await activities.ensureImage({ image: version.image });

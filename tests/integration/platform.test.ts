@@ -17,7 +17,11 @@ import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack'
 import { waitFor } from '../support/wait';
 import { repositoryPath } from '../../lib/names';
 import { loadSettings } from '../../lib/settings';
-import type { FunctionState } from '../../lib/types';
+import type { FunctionState, FunctionVersion, Instance } from '../../lib/types';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import { RegistryApi } from '../../lib/registry-api';
 import { instanceGoneSignal } from '../../workflows/definitions';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -498,6 +502,36 @@ describe('serving functions', () => {
     );
     expect(await instances()).toEqual([container?.Id as string]);
     expect((await containersOf(s, name)).map((c) => c.Id)).toEqual([container?.Id as string]);
+  });
+
+  it('keeps the container a start made when the start runs again (a worker crash), instead of adopting and then removing it', async () => {
+    const name = s.name('relaunch');
+    await deployText(s, name, 'relaunched');
+    expect(await (await invoke(s, name)).text()).toBe('relaunched');
+    const { function: state } = await s.api.json<{ function: FunctionState }>(`/functions/${name}`);
+    const instance = state.instances[0] as Instance;
+    const version = state.versions.find((v) => v.version === instance.version) as FunctionVersion;
+    // The cold start's launch run again with the same instance id, as Temporal does when the worker
+    // that ran it died before it reported: the container it made is running already.
+    const activities = createActivities({
+      docker: s.docker,
+      registry: new RegistryApi(loadSettings().registry),
+      temporal: s.temporal,
+      settings: { ...loadSettings(), taskQueue: s.taskQueue },
+      events: { publish: () => {} },
+    });
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const again = (await env.run(activities.launchInstance, {
+      name,
+      version,
+      instanceId: instance.instanceId,
+      adopt: true,
+      timeoutMs: 30_000,
+    })) as Instance;
+    expect(again.containerId).toBe(instance.containerId);
+    const containers = await containersOf(s, name);
+    expect(containers.map((c) => [c.Id, c.State])).toEqual([[instance.containerId, 'running']]);
+    expect(await (await invoke(s, name)).text()).toBe('relaunched');
   });
 
   it('starts the function again after its container dies, and clears the dead one away', async () => {
