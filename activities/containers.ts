@@ -132,7 +132,24 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       });
   }
 
+  /**
+   * Resumes a paused container before it is stopped or removed (best effort: the stop or removal
+   * goes on whatever this answers), so its runtime gets SIGTERM like any other. Left to itself, the
+   * engine signals the frozen process and then resumes it: on this engine (20.10, cgroup v1's
+   * freezer) that is the path a CI run's removals were on when the engine stopped answering (every
+   * container it left half-removed was an idle, so paused, function's), and a stop racing a pause
+   * there was seen to take over a minute.
+   */
+  async function thaw(containerId: string): Promise<void> {
+    await unpause(containerId).catch(() => undefined);
+  }
+
   async function removeContainer({ containerId }: { containerId: string }): Promise<void> {
+    await thaw(containerId);
+    await removeThawed(containerId);
+  }
+
+  async function removeThawed(containerId: string): Promise<void> {
     try {
       await docker.getContainer(containerId).remove({ force: true });
     } catch (error) {
@@ -150,6 +167,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
 
   /** Stops a container the polite way (SIGTERM, so the runtime finishes what it holds; SIGKILL after the stop timeout), then removes it. */
   async function stopAndRemove(containerId: string): Promise<void> {
+    await thaw(containerId);
     await docker
       .getContainer(containerId)
       .stop()
@@ -157,7 +175,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
         const status = statusOf(error);
         if (status !== 304 && status !== 404) throw error; // 304: already stopped
       });
-    await removeContainer({ containerId });
+    await removeThawed(containerId);
   }
 
   /** The platform's line for an instance that answers its health route: how long it took from its creation. */
@@ -453,7 +471,12 @@ export function createContainerActivities({ docker, registry, settings, logs, se
     /** Removes every container of a function (its removal). */
     async removeContainers({ name }: { name: string }): Promise<number> {
       const found = await containersOf(name);
-      await Promise.all(found.map((c) => removeContainer({ containerId: c.Id })));
+      await Promise.all(
+        found.map(async (c) => {
+          if (c.State === 'paused') await thaw(c.Id);
+          await removeThawed(c.Id);
+        }),
+      );
       return found.length;
     },
 
@@ -530,7 +553,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
       ]);
       if (found.status === 'rejected') throw found.reason;
       if (found.value) {
-        if (created.status === 'fulfilled') await removeContainer({ containerId: created.value });
+        if (created.status === 'fulfilled') await removeThawed(created.value); // (never started)
         return announced(found.value);
       }
       if (created.status === 'rejected') throw created.reason;
@@ -551,7 +574,7 @@ export function createContainerActivities({ docker, registry, settings, logs, se
           lastUsedAt: startedAt,
         });
       } catch (error) {
-        await removeContainer({ containerId });
+        await removeThawed(containerId); // (never paused: never listed)
         throw error;
       }
     },

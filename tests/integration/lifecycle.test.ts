@@ -194,9 +194,22 @@ describe('scale to zero', () => {
     const name = s.name('stop');
     await deployFolder(s, await scaled(name, { pauseAfter: 5, stopAfter: 8 }));
     expect(await text(name)).toBe('scaled');
-    const { id } = await containerState(name);
+    const id = (await containerState(name)).id as string;
+    await waitFor('the instance to be paused', 20_000, async () => (await containerState(name)).state === 'paused', 100);
     await waitFor('the instance to be stopped', 30_000, async () => (await containerState(name)).state === 'gone', 100);
     expect((await describeFn(name)).instances).toEqual([]);
+    // Paused when its stop came, it still got SIGTERM and exited on its own (0), not by the engine's
+    // SIGKILL after the stop timeout (137).
+    let exits: string[] = [];
+    await waitFor('the exit in the function log', 10_000, async () => {
+      const lines = (await (await s.api.request(`/functions/${name}/logs`)).text()).split('\n').filter(Boolean);
+      exits = lines
+        .map((line) => JSON.parse(line) as { stream: string; text: string; instance?: string })
+        .filter((r) => r.stream === 'plat' && r.instance === id.slice(0, 12) && r.text.startsWith('instance exited'))
+        .map((r) => r.text);
+      return exits.length > 0;
+    });
+    expect(exits).toEqual(['instance exited with code 0']);
     expect(await text(name)).toBe('scaled');
     const after = await containerState(name);
     expect(after.state).toBe('running');
