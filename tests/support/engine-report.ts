@@ -35,6 +35,9 @@ export async function engineAnswers(docker: Docker, ms = 15_000): Promise<boolea
 export async function engineReport(): Promise<string> {
   const pid = Number((await readFile(join(INFRA_HOME, 'run', 'dockerd.pid'), 'utf8').catch(() => '')).trim());
   if (!pid) return 'the engine did not answer; no dockerd pid file, so no goroutine dump';
+  // (SIGUSR1 ends most other processes: never send it to a pid the file names after dockerd is gone)
+  const command = (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim();
+  if (command !== 'dockerd') return `the engine did not answer; pid ${pid} of the pid file is not dockerd (${command || 'gone'})`;
   const before = new Set(await stackFiles());
   try {
     process.kill(pid, 'SIGUSR1');
