@@ -197,7 +197,7 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   // A hung engine is why removals fail more often than not: say what it waits on, and list nothing
   // from it (that would hang the clean-up too).
   const engineHung = failed.length > 0 && !(await engineAnswers(s.docker));
-  if (engineHung) console.warn(`clean-up: ${await engineReport()}`);
+  const report = engineHung ? await engineReport() : undefined;
 
   const mine = (labels: Record<string, string> | undefined) => (labels?.[LABELS.function] ?? '').startsWith(`t${s.runId}-`);
   for (const c of engineHung ? [] : await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {
@@ -224,7 +224,10 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   await rm(join(secretsRunDir(), s.taskQueue), { recursive: true, force: true });
   await rm(join(socketsRunDir(), s.taskQueue), { recursive: true, force: true });
   // PLAT_TEST_KEEP=1 keeps the run's folder (the worker's and gateway's logs) for a look after a failure.
-  if (!process.env.PLAT_TEST_KEEP) await rm(s.dataDir, { recursive: true, force: true });
+  if (!process.env.PLAT_TEST_KEEP && !report) await rm(s.dataDir, { recursive: true, force: true });
+  // The run fails on it, with what the engine waits on, rather than on a hook's timeout.
+  if (report)
+    throw new Error(`the Docker engine stopped answering during the clean-up (the run's folder is kept: ${s.dataDir}): ${report}`);
 }
 
 /**

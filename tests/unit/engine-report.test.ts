@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'bun:test';
-import { summarize } from '../support/engine-report';
+import type Docker from 'dockerode';
+import { engineAnswers, summarize } from '../support/engine-report';
 
 // dockerd's SIGUSR1 dump, as 20.10 writes it: a header per goroutine, then function and file lines.
 const dump = `goroutine 54 [running]:
@@ -41,5 +42,33 @@ describe("a summary of dockerd's goroutines", () => {
 
   it('says so when nothing has waited a minute', () => {
     expect(summarize('goroutine 1 [running]:\nmain.main()\n')).toBe('  (no goroutine has waited a minute)');
+  });
+});
+
+describe('whether the engine answers', () => {
+  const engine = (list: () => Promise<unknown>) => ({ listContainers: list }) as unknown as Docker;
+
+  it('is no for a container list that has not come back in time', async () => {
+    expect(
+      await engineAnswers(
+        engine(() => new Promise(() => {})),
+        50,
+      ),
+    ).toBe(false);
+  });
+
+  it('is yes for a list, and for a refusal (an engine that refuses is not hung)', async () => {
+    expect(
+      await engineAnswers(
+        engine(async () => []),
+        1_000,
+      ),
+    ).toBe(true);
+    expect(
+      await engineAnswers(
+        engine(async () => Promise.reject(new Error('connect ENOENT'))),
+        1_000,
+      ),
+    ).toBe(true);
   });
 });
