@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { PlatError } from '../../lib/errors';
@@ -370,7 +371,7 @@ export class InvokeService {
       containerId: instance.containerId,
       instanceId: instance.instanceId,
       url: instance.url,
-      socket: instance.socket,
+      socket: visibleSocket(instance.socket),
       timeoutMs: pool.timeoutMs,
     });
     if (added) this.publish(pool);
@@ -899,3 +900,27 @@ export function functionPath(url: string): string {
   const rest = url.slice(end).split('#', 1)[0] as string;
   return rest.startsWith('/') ? rest : `/${rest}`;
 }
+
+/**
+ * The instance's socket if this gateway sees a socket at its path, else none: the instance is then
+ * reached over TCP. A gateway that does not share the worker's view of the host's files (another
+ * mount namespace, a container without the run folder) would otherwise fail every connection there
+ * and have the instance replaced, again and again. (lstat: a link the worker made is a socket; a
+ * symlink is never followed.) Asked when an instance joins a pool, not per request.
+ */
+function visibleSocket(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  let seen = false;
+  try {
+    seen = lstatSync(path).isSocket();
+  } catch {}
+  if (seen) return path;
+  if (!socketUnseenTold) {
+    socketUnseenTold = true;
+    console.warn(
+      `an instance socket is not there for this gateway (${path}: gone, or another mount namespace); such instances are reached over TCP`,
+    );
+  }
+  return undefined;
+}
+let socketUnseenTold = false;

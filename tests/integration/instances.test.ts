@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LABELS } from '../../lib/names';
 import { RUNTIMES } from '../../lib/runtimes';
-import { sealedPathOf, socketPathOf } from '../../lib/sockets';
+import { sealedPathOf, socketPathOf, socketsRunDir } from '../../lib/sockets';
 import type { FunctionState } from '../../lib/types';
 import {
   answering,
@@ -16,7 +16,7 @@ import {
   functionFolder,
   invoke,
 } from '../support/functions';
-import { INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
+import { extraGateway, INTEGRATION_TIMEOUT_MS, stack, type TestStack } from '../support/stack';
 import { waitFor } from '../support/wait';
 
 setDefaultTimeout(INTEGRATION_TIMEOUT_MS);
@@ -153,6 +153,37 @@ describe('a function that goes after its socket', () => {
     const { instanceId } = await running(name);
     const described = (await (await s.api.request(`/functions/${name}`)).json()) as { function: FunctionState };
     expect(described.function.instances[0]?.socket).toBe(sealedPathOf(s, instanceId));
+  });
+});
+
+describe("a gateway that does not see the instances' sockets", () => {
+  it('reaches them over TCP, and keeps the instance it found', async () => {
+    const name = s.name('unseen');
+    await deployText(s, name, 'answered over TCP');
+    expect(await (await invoke(s, name)).text()).toBe('answered over TCP');
+    const { id } = await running(name);
+    // The same gateway in a mount namespace of its own, an empty folder over the sockets' run folder:
+    // as a gateway in a container, or on a host, that does not share the worker's files.
+    const hidden = [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `mount -t tmpfs none ${socketsRunDir()} && exec "$0" "$@"`,
+    ];
+    const gateway = await extraGateway(s, {}, 'http', hidden);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const response = await fetch(`${gateway.url}/function/${name}`, { headers: { authorization: `Bearer ${s.token}` } });
+        expect(`${response.status} ${await response.text()}`).toBe('200 answered over TCP');
+      }
+      expect((await containersOf(s, name)).map((c) => c.Id)).toEqual([id]);
+      expect(await gateway.log()).toContain('such instances are reached over TCP');
+    } finally {
+      await gateway.stop();
+    }
   });
 });
 

@@ -290,6 +290,8 @@ export async function extraGateway(
   s: TestStack,
   env: Record<string, string>,
   scheme: 'http' | 'https' = 'http',
+  /** A command the gateway runs under (it execs the gateway's command line, given as its arguments). */
+  under: string[] = [],
 ): Promise<{ url: string; port: number; log: () => Promise<string>; stop: () => Promise<void> }> {
   // freePort's port is free when it answers, not when the gateway binds it: another process may take
   // it in between. Then the gateway exits at once, and another port is tried.
@@ -299,7 +301,7 @@ export async function extraGateway(
     // alone would hold an earlier gateway's "gateway listening", taken for this one's before it listens.
     const logFile = join(s.dataDir, `gateway-extra-${++extraGateways}-${port}.log`);
     const out = openSync(logFile, 'wx');
-    const child = Bun.spawn([BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
+    const child = Bun.spawn([...under, BUN, ...GATEWAY_BUN_FLAGS, join(ROOT, 'gateway/main.ts')], {
       env: { ...s.processEnv, ...GATEWAY_ENV, PORT: String(port), ...env },
       cwd: ROOT,
       stdout: out,
