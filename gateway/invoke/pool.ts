@@ -175,10 +175,15 @@ export class Pool {
 
   /** An instance joins (no-op when it is in already): the waiting requests take its places, in order. */
   add(target: RouteTarget): boolean {
-    if (this.instances.some((r) => r.containerId === target.containerId)) return false;
+    if (this.has(target.containerId)) return false;
     this.instances.push(new Route(target));
     this.hand();
     return true;
+  }
+
+  /** Whether the instance is in the pool. */
+  has(containerId: string): boolean {
+    return this.instances.some((r) => r.containerId === containerId);
   }
 
   /** An instance left: requests on it end on their own; none is placed on it again. */

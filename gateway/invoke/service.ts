@@ -363,6 +363,8 @@ export class InvokeService {
   /** An instance of the entity's joins the pool (no-op when it is in already). */
   private join(pool: Pool, instance: Instance): void {
     if (instance.state === 'paused') this.paused.add(instance.containerId);
+    // (every revalidation joins the entity's instances again: the socket is looked at for new ones only)
+    if (pool.has(instance.containerId)) return;
     const added = pool.add({
       key: pool.key,
       name: pool.name,

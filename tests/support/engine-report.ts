@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
+import { waitFor } from './wait';
 
 /** The infrastructure's folder (scripts/lib.sh): where `npm test` keeps dockerd's pid. */
 const INFRA_HOME = process.env.PLAT_HOME || join(process.env.HOME || '/root', '.plat');
@@ -12,19 +13,11 @@ const DOCKER_EXEC_ROOT = '/var/run/docker';
  * down with it; the clean-up checks before it lists anything, so a run says so instead of hanging.
  */
 export async function engineAnswers(docker: Docker, ms = 15_000): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
   const listed = docker.listContainers({ all: true }).then(
     () => true,
     () => true, // an engine that refuses answers: not hung
   );
-  try {
-    return await Promise.race([listed, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return Promise.race([listed, Bun.sleep(ms).then(() => false)]);
 }
 
 /**
@@ -44,12 +37,16 @@ export async function engineReport(): Promise<string> {
   } catch (error) {
     return `the engine did not answer; SIGUSR1 to dockerd ${pid} failed (${(error as Error).message})`;
   }
-  const deadline = Date.now() + 10_000;
   let dump: string | undefined;
-  while (!dump && Date.now() < deadline) {
-    dump = (await stackFiles()).find((f) => !before.has(f));
-    if (!dump) await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await waitFor(
+    "dockerd's goroutine dump",
+    10_000,
+    async () => {
+      dump = (await stackFiles()).find((f) => !before.has(f));
+      return dump !== undefined;
+    },
+    200,
+  ).catch(() => undefined);
   if (!dump) return `the engine did not answer; dockerd ${pid} wrote no goroutine dump within 10 s`;
   const path = join(DOCKER_EXEC_ROOT, dump);
   return `the engine did not answer; dockerd's goroutines: ${path}\n${summarize(await readFile(path, 'utf8'))}`;

@@ -196,18 +196,17 @@ async function removeWhatThisRunMade(s: TestStack): Promise<void> {
   if (failed.length > 0) console.warn(`clean-up: ${failed.length} removal(s) through the API failed:\n  ${failed.join('\n  ')}`);
   // A hung engine is why removals fail more often than not: say what it waits on, and list nothing
   // from it (that would hang the clean-up too).
-  const engineHung = failed.length > 0 && !(await engineAnswers(s.docker));
-  const report = engineHung ? await engineReport() : undefined;
+  const report = failed.length > 0 && !(await engineAnswers(s.docker)) ? await engineReport() : undefined;
 
   const mine = (labels: Record<string, string> | undefined) => (labels?.[LABELS.function] ?? '').startsWith(`t${s.runId}-`);
-  for (const c of engineHung ? [] : await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {
+  for (const c of report ? [] : await s.docker.listContainers({ all: true, filters: { label: [LABELS.managed] } })) {
     if (mine(c.Labels))
       await s.docker
         .getContainer(c.Id)
         .remove({ force: true })
         .catch(() => undefined);
   }
-  for (const image of engineHung ? [] : await s.docker.listImages({ filters: { label: [LABELS.managed] } })) {
+  for (const image of report ? [] : await s.docker.listImages({ filters: { label: [LABELS.managed] } })) {
     if (mine(image.Labels))
       await s.docker
         .getImage(image.Id)
